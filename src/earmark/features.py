@@ -1,0 +1,150 @@
+"""Log-mel front end of the EfficientAT models: 32 kHz waveform -> normalised log-mel frames.
+
+Every constant here was measured against the official EfficientAT code (see the project notes);
+changing any of them breaks reproduction of the official logits:
+
+* pre-emphasis ``y[n] = x[n+1] - 0.97 x[n]`` (the output is one sample shorter);
+* STFT with n_fft 1024, hop 320 (10 ms), a *symmetric* Hann window of 800 samples zero-padded to
+  1024, ``center=True`` with reflect padding, power spectrum ``re^2 + im^2``;
+* 128 Kaldi-style triangular mel filters (``mel(f) = 1127 ln(1 + f / 700)``) between 0 and 15 kHz,
+  peak 1, no area normalisation, weight 0 on the Nyquist bin;
+* ``log(mel + 1e-5)``, then ``(x + 4.5) / 5``.
+
+For ``L`` input samples there are ``1 + (L - 1) // 320`` frames; frame ``k`` is centred on sample
+``320 k`` (of the pre-emphasised signal) and so describes audio time ``k * 0.01`` s.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+SAMPLE_RATE = 32000
+N_FFT = 1024
+HOP_LENGTH = 320
+WIN_LENGTH = 800
+N_MELS = 128
+F_MIN = 0.0
+F_MAX = 15000.0
+PREEMPHASIS = 0.97
+LOG_OFFSET = 1e-5
+NORM_SHIFT = 4.5
+NORM_SCALE = 5.0
+FRAME_SECONDS = HOP_LENGTH / SAMPLE_RATE
+
+
+def mel_scale(freq: np.ndarray | float) -> np.ndarray | float:
+    """Kaldi's mel scale: ``1127 ln(1 + f / 700)``."""
+    return 1127.0 * np.log1p(np.asarray(freq, dtype=np.float64) / 700.0)
+
+
+def mel_filterbank(
+    n_mels: int = N_MELS,
+    n_fft: int = N_FFT,
+    sample_rate: int = SAMPLE_RATE,
+    f_min: float = F_MIN,
+    f_max: float = F_MAX,
+) -> np.ndarray:
+    """Kaldi-style triangular mel filters, shape ``(n_mels, n_fft // 2 + 1)``.
+
+    Triangles are linear in the mel domain with peak 1; the Nyquist bin gets weight 0.
+    """
+    n_bins = n_fft // 2
+    bin_mels = mel_scale(np.arange(n_bins) * (sample_rate / n_fft))
+    edges = np.linspace(mel_scale(f_min), mel_scale(f_max), n_mels + 2)
+    left, centre, right = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (bin_mels[None, :] - left) / (centre - left)
+    falling = (right - bin_mels[None, :]) / (right - centre)
+    weights = np.clip(np.minimum(rising, falling), 0.0, None)
+    return np.concatenate([weights, np.zeros((n_mels, 1))], axis=1).astype(np.float32)
+
+
+def n_frames(n_samples: int) -> int:
+    """Number of log-mel frames for ``n_samples`` input samples at 32 kHz."""
+    return 1 + (n_samples - 1) // HOP_LENGTH if n_samples > 1 else 0
+
+
+class LogMel(torch.nn.Module):
+    """The EfficientAT front end as a module: ``(batch, samples)`` -> ``(batch, 1, 128, frames)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("window", torch.hann_window(WIN_LENGTH, periodic=False), False)
+        self.register_buffer("mel_basis", torch.from_numpy(mel_filterbank()), False)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        """Normalised log-mel of a batch of float waveforms in [-1, 1] at 32 kHz."""
+        if waveform.dim() == 1:
+            waveform = waveform[None]
+        emphasised = waveform[:, 1:] - PREEMPHASIS * waveform[:, :-1]
+        spec = torch.stft(
+            emphasised,
+            n_fft=N_FFT,
+            hop_length=HOP_LENGTH,
+            win_length=WIN_LENGTH,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
+            normalized=False,
+            onesided=True,
+            return_complex=True,
+        )
+        power = spec.real.square() + spec.imag.square()
+        mel = torch.matmul(self.mel_basis, power)
+        logmel = torch.log(mel + LOG_OFFSET)
+        return ((logmel + NORM_SHIFT) / NORM_SCALE)[:, None]
+
+
+def logmel_segment(
+    front_end: LogMel,
+    samples: torch.Tensor,
+    first_frame: int,
+    n_out: int,
+    offset: int,
+) -> torch.Tensor:
+    """Log-mel frames ``first_frame .. first_frame + n_out`` of a long signal, from a slice of it.
+
+    ``samples`` holds the signal from absolute sample ``offset`` on. Frames whose analysis window
+    lies fully inside the slice are computed exactly as a whole-file pass would compute them; at the
+    true start of the file (``offset == 0``) reflect padding reproduces the official edge frames,
+    and likewise at the end when the slice reaches the end of the file. Returns
+    ``(1, 1, 128, n_out)``.
+    """
+    half = N_FFT // 2
+    # frame k needs emphasised samples [320k - 512, 320k + 512), i.e. raw samples up to 320k + 513
+    start = first_frame * HOP_LENGTH - half
+    lo = max(start, 0) - offset
+    hi = (first_frame + n_out - 1) * HOP_LENGTH + half + 1 - offset
+    if lo < 0:
+        raise ValueError("slice does not reach back far enough for the requested frames")
+    piece = samples[lo : min(hi, samples.shape[-1])]
+    emphasised = piece[1:] - PREEMPHASIS * piece[:-1]
+    pad_left = half - (first_frame * HOP_LENGTH - (lo + offset))
+    need_right = hi - lo - 1 - emphasised.shape[-1]
+    padded = emphasised[None, None]
+    if pad_left > 0 or need_right > 0:
+        padded = torch.nn.functional.pad(
+            padded, (max(pad_left, 0), max(need_right, 0)), mode="reflect"
+        )
+    padded = padded[0]
+    spec = torch.stft(
+        padded,
+        n_fft=N_FFT,
+        hop_length=HOP_LENGTH,
+        win_length=WIN_LENGTH,
+        window=front_end.window,
+        center=False,
+        normalized=False,
+        onesided=True,
+        return_complex=True,
+    )[..., :n_out]
+    power = spec.real.square() + spec.imag.square()
+    logmel = torch.log(torch.matmul(front_end.mel_basis, power) + LOG_OFFSET)
+    return ((logmel + NORM_SHIFT) / NORM_SCALE)[:, None]
+
+
+def seconds_to_frames(seconds: float) -> int:
+    """Whole log-mel frames in ``seconds``."""
+    return int(math.floor(seconds / FRAME_SECONDS + 1e-9))

@@ -67,7 +67,7 @@ def n_frames(n_samples: int) -> int:
 
 
 class LogMel(torch.nn.Module):
-    """The EfficientAT front end as a module: ``(batch, samples)`` -> ``(batch, 1, 128, frames)``."""
+    """The EfficientAT front end: ``(batch, samples)`` -> ``(batch, 1, 128, frames)``."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -147,4 +147,4 @@ def logmel_segment(
 
 def seconds_to_frames(seconds: float) -> int:
     """Whole log-mel frames in ``seconds``."""
-    return int(math.floor(seconds / FRAME_SECONDS + 1e-9))
+    return math.floor(seconds / FRAME_SECONDS + 1e-9)

@@ -69,7 +69,7 @@ def _activation(name: str) -> nn.Module:
 
 
 class ConvBNAct(nn.Sequential):
-    """Bias-free conv, BatchNorm (eps 1e-3), optional activation; keys ``0`` (conv) and ``1`` (bn)."""
+    """Bias-free conv, BatchNorm (eps 1e-3), optional activation (keys ``0`` conv, ``1`` bn)."""
 
     def __init__(
         self,

@@ -1,0 +1,308 @@
+"""Long audio -> framewise class scores, with bounded local context and chunked memory.
+
+The official EfficientAT model is a clip tagger: its squeeze-excitation gates and its head average
+over the whole input, so one pass over a long file mixes context from everywhere, and the head
+applied per frame is badly calibrated. Two scoring methods turn it into a frame tagger:
+
+``local`` (default)
+    One pass over the file in blocks. Every squeeze-excitation gate averages over a centred
+    window of ``se_context`` output frames instead of the whole input, and the head sees the
+    features averaged over ``pool`` frames around each frame. Each output frame then depends
+    only on a few seconds around it, and the network runs once per sample: the cost of a
+    single pass. Blocks overlap by ``margin`` frames so that results do not depend on where
+    block boundaries fall.
+``window``
+    The official clip-level computation on a window of ``window`` seconds centred on each frame
+    (shifted to stay inside the file), every ``hop`` seconds. Exact clip-level semantics, at the
+    cost of running the network ``window / hop`` times per sample.
+
+Both produce :class:`FrameScores`: frame ``i`` covers ``[i * hop, (i + 1) * hop)`` seconds.
+See ``benchmarks/scoring_design.py`` for the measurements behind the defaults.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from earmark.features import HOP_LENGTH, N_FFT, SAMPLE_RATE, LogMel, logmel_segment
+from earmark.model import TIME_STRIDE, MobileNet
+
+FRAME_HOP = TIME_STRIDE * HOP_LENGTH / SAMPLE_RATE
+"""Seconds per output frame of the network (0.32 s)."""
+SAMPLES_PER_FRAME = TIME_STRIDE * HOP_LENGTH
+
+DEFAULT_METHOD = "local"
+DEFAULT_SE_CONTEXT = 7
+"""Squeeze-excitation window in output frames (7 x 0.32 s = 2.24 s)."""
+DEFAULT_POOL = 7
+"""Head pooling window in output frames (2.24 s)."""
+DEFAULT_BLOCK_FRAMES = 192
+"""Output frames per block of the local method (61.44 s): bounds memory on long files."""
+DEFAULT_MARGIN_FRAMES = 24
+"""Context frames computed on each side of a block and discarded (7.68 s)."""
+DEFAULT_WINDOW = 2.0
+DEFAULT_WINDOW_BATCH = 32
+
+
+@dataclass
+class ScoringOptions:
+    """How framewise scores are computed from a long recording."""
+
+    method: str = DEFAULT_METHOD
+    se_context: int = DEFAULT_SE_CONTEXT
+    pool: int = DEFAULT_POOL
+    block_frames: int = DEFAULT_BLOCK_FRAMES
+    margin_frames: int = DEFAULT_MARGIN_FRAMES
+    window: float = DEFAULT_WINDOW
+    hop: float = FRAME_HOP
+    batch_size: int = DEFAULT_WINDOW_BATCH
+    embeddings: bool = False
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` for inconsistent settings."""
+        if self.method not in ("local", "window"):
+            raise ValueError(f"scoring method must be 'local' or 'window', not {self.method!r}")
+        if self.se_context < 1 or self.pool < 1:
+            raise ValueError("se_context and pool must be at least 1 frame")
+        if self.block_frames < 8 or self.margin_frames < 0:
+            raise ValueError("block_frames must be >= 8 and margin_frames >= 0")
+        if self.window < 0.32:
+            raise ValueError("window must be at least 0.32 s")
+        if self.hop < 0.01 or abs(self.hop * 100 - round(self.hop * 100)) > 1e-6:
+            raise ValueError("hop must be a positive multiple of 0.01 s")
+
+    @property
+    def frame_hop(self) -> float:
+        """Seconds per output frame for this method."""
+        return FRAME_HOP if self.method == "local" else self.hop
+
+    def to_dict(self) -> dict:
+        """Plain dict for manifests."""
+        return asdict(self)
+
+
+@dataclass
+class FrameScores:
+    """Framewise class probabilities of one recording.
+
+    ``scores[i, c]`` is the probability of class ``c`` in ``[i * hop, (i + 1) * hop)`` seconds.
+    """
+
+    scores: np.ndarray
+    hop: float
+    duration: float
+    embeddings: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def times(self) -> np.ndarray:
+        """Start time of every frame, seconds."""
+        return np.arange(self.scores.shape[0]) * self.hop
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames."""
+        return int(self.scores.shape[0])
+
+
+ProgressCallback = Callable[[float], None]
+"""Called with seconds of audio scored so far."""
+
+
+def _out_len(n_mel: int) -> int:
+    """Output frames of the network for ``n_mel`` log-mel frames (five stride-2 convolutions)."""
+    for _ in range(5):
+        n_mel = (n_mel + 1) // 2
+    return n_mel
+
+
+class _SampleBuffer:
+    """Holds a sliding piece of a long signal with its absolute offset."""
+
+    def __init__(self) -> None:
+        self.data = torch.zeros(0)
+        self.offset = 0
+        self.total = 0
+        self.finished = False
+
+    def push(self, chunk: np.ndarray) -> None:
+        self.data = torch.cat([self.data, torch.from_numpy(np.ascontiguousarray(chunk))])
+        self.total += len(chunk)
+
+    def drop_before(self, sample: int) -> None:
+        cut = sample - self.offset
+        if cut > 0:
+            self.data = self.data[cut:]
+            self.offset = sample
+
+
+class FrameScorer:
+    """Computes :class:`FrameScores` with a loaded network and front end."""
+
+    def __init__(
+        self,
+        net: MobileNet,
+        front_end: LogMel,
+        options: ScoringOptions | None = None,
+    ) -> None:
+        self.net = net
+        self.front_end = front_end
+        self.options = options or ScoringOptions()
+        self.options.validate()
+
+    # ------------------------------------------------------------------ public API
+    def score(
+        self,
+        chunks: Iterable[np.ndarray] | np.ndarray,
+        progress: ProgressCallback | None = None,
+    ) -> FrameScores:
+        """Score a 32 kHz mono float32 signal given whole or as an iterable of chunks."""
+        if isinstance(chunks, np.ndarray):
+            chunks = [chunks]
+        opts = self.options
+        self.net.set_se_context(opts.se_context if opts.method == "local" else None)
+        try:
+            with torch.inference_mode():
+                if opts.method == "local":
+                    scores, emb, n = self._score_local(chunks, progress)
+                else:
+                    scores, emb, n = self._score_windows(chunks, progress)
+        finally:
+            self.net.set_se_context(None)
+        return FrameScores(
+            scores=scores,
+            hop=opts.frame_hop,
+            duration=n / SAMPLE_RATE,
+            embeddings=emb,
+            meta={"scoring": opts.to_dict()},
+        )
+
+    # ------------------------------------------------------------------ local method
+    def _score_local(
+        self, chunks: Iterable[np.ndarray], progress: ProgressCallback | None
+    ) -> tuple[np.ndarray, np.ndarray | None, int]:
+        opts = self.options
+        buf = _SampleBuffer()
+        out_scores: list[np.ndarray] = []
+        out_emb: list[np.ndarray] = []
+        next_frame = 0
+        iterator = iter(chunks)
+        while True:
+            chunk = next(iterator, None)
+            if chunk is None:
+                buf.finished = True
+            else:
+                buf.push(chunk)
+            while True:
+                block = self._next_local_block(buf, next_frame)
+                if block is None:
+                    break
+                scores, emb = block
+                out_scores.append(scores)
+                if emb is not None:
+                    out_emb.append(emb)
+                next_frame += len(scores)
+                if progress is not None:
+                    progress(min(next_frame * FRAME_HOP, buf.total / SAMPLE_RATE))
+            if buf.finished:
+                break
+        return _stack(out_scores, self.net), _stack_opt(out_emb), buf.total
+
+    def _next_local_block(
+        self, buf: _SampleBuffer, j0: int
+    ) -> tuple[np.ndarray, np.ndarray | None] | None:
+        opts = self.options
+        if buf.total < 2:
+            return None
+        if buf.finished:
+            n_mel_total = 1 + (buf.total - 1) // HOP_LENGTH
+            n_out_total = _out_len(n_mel_total)
+            if j0 >= n_out_total:
+                return None
+        j1 = j0 + opts.block_frames
+        ext_end_mel = TIME_STRIDE * (j1 + opts.margin_frames)
+        needed = (ext_end_mel - 1) * HOP_LENGTH + N_FFT // 2 + 1
+        if not buf.finished and buf.total < needed:
+            return None
+        ext_start = max(j0 - opts.margin_frames, 0)
+        mel_start = TIME_STRIDE * ext_start
+        if buf.finished:
+            ext_end_mel = min(ext_end_mel, n_mel_total)
+            j1 = min(j1, n_out_total)
+        mel = logmel_segment(
+            self.front_end, buf.data, mel_start, ext_end_mel - mel_start, buf.offset
+        )
+        fmap = self.net.feature_map(mel)
+        logits, emb = self.net.frame_logits(fmap, opts.pool)
+        keep = slice(j0 - ext_start, j1 - ext_start)
+        scores = torch.sigmoid(logits[0, keep]).numpy()
+        # samples needed by the next block start here
+        next_mel = TIME_STRIDE * max(j1 - opts.margin_frames, 0)
+        buf.drop_before(max(next_mel * HOP_LENGTH - N_FFT // 2 - 1, 0))
+        return scores, emb[0, keep].numpy() if opts.embeddings else None
+
+    # ------------------------------------------------------------------ window method
+    def _score_windows(
+        self, chunks: Iterable[np.ndarray], progress: ProgressCallback | None
+    ) -> tuple[np.ndarray, np.ndarray | None, int]:
+        """Clip-level scores of windows centred on each frame; needs the whole log-mel.
+
+        The log-mel is computed block by block (exactly as a whole-file pass would), so memory
+        is that of the log-mel (51 KB per second), not of the waveform.
+        """
+        opts = self.options
+        buf = _SampleBuffer()
+        mels: list[torch.Tensor] = []
+        done_mel = 0
+        block_mel = TIME_STRIDE * opts.block_frames
+        for chunk in chunks:
+            buf.push(chunk)
+            while buf.total >= (done_mel + block_mel) * HOP_LENGTH + N_FFT // 2 + 1:
+                mels.append(
+                    logmel_segment(self.front_end, buf.data, done_mel, block_mel, buf.offset)
+                )
+                done_mel += block_mel
+                buf.drop_before(max(done_mel * HOP_LENGTH - N_FFT // 2 - 1, 0))
+        if buf.total < 2:
+            return _stack([], self.net), None, buf.total
+        n_mel_total = 1 + (buf.total - 1) // HOP_LENGTH
+        if n_mel_total > done_mel:
+            mels.append(
+                logmel_segment(
+                    self.front_end, buf.data, done_mel, n_mel_total - done_mel, buf.offset
+                )
+            )
+        mel = torch.cat(mels, dim=-1)
+        hop_mel = round(opts.hop * 100)
+        width = min(round(opts.window * 100), n_mel_total)
+        n_frames = max(1, math.ceil(n_mel_total / hop_mel))
+        centres = (np.arange(n_frames) * hop_mel + hop_mel / 2).round().astype(int)
+        starts = np.clip(centres - width // 2, 0, n_mel_total - width)
+        scores, embs = [], []
+        for b in range(0, n_frames, opts.batch_size):
+            batch = torch.stack(
+                [mel[0, :, :, s : s + width] for s in starts[b : b + opts.batch_size]]
+            )
+            logits, emb = self.net(batch)
+            scores.append(torch.sigmoid(logits).numpy())
+            if opts.embeddings:
+                embs.append(emb.numpy())
+            if progress is not None:
+                progress(min((b + len(batch)) * opts.hop, buf.total / SAMPLE_RATE))
+        return np.concatenate(scores), (np.concatenate(embs) if embs else None), buf.total
+
+
+def _stack(parts: list[np.ndarray], net: MobileNet) -> np.ndarray:
+    if not parts:
+        n_classes = net.classifier[-1].out_features
+        return np.zeros((0, n_classes), dtype=np.float32)
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def _stack_opt(parts: list[np.ndarray]) -> np.ndarray | None:
+    return np.concatenate(parts) if parts else None

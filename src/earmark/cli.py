@@ -1,0 +1,333 @@
+"""The ``earmark`` command line.
+
+Exit codes: 0 everything processed; 1 at least one file failed or was only partly decoded (its
+neighbours are still processed and written); 2 usage, configuration or missing-asset errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from earmark import assets
+
+EXIT_OK = 0
+EXIT_FILES_FAILED = 1
+EXIT_USAGE = 2
+
+
+# ---------------------------------------------------------------------------- formatting
+def format_duration(seconds: float | None) -> str:
+    """``h:mm:ss`` (or ``?`` when unknown)."""
+    if seconds is None or seconds != seconds or seconds == float("inf"):
+        return "?"
+    seconds = round(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class TerminalProgress:
+    """Renders run progress on stderr: files and seconds of audio done, speed and ETA.
+
+    On a terminal one status line is redrawn in place; otherwise a line is printed at most every
+    ``interval`` seconds and after each file, so logs stay readable.
+    """
+
+    def __init__(self, stream: TextIO = sys.stderr, interval: float = 10.0) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.interval = 0.25 if self.tty else interval
+        self.n_files = 0
+        self.total_seconds: float | None = None
+        self.files_done = 0
+        self.seconds_done = 0.0
+        self.current = 0.0
+        self.current_name = ""
+        self.started = time.perf_counter()
+        self.last_draw = 0.0
+
+    def start(self, n_files: int, total_seconds: float | None) -> None:
+        self.n_files, self.total_seconds = n_files, total_seconds
+        self.started = time.perf_counter()
+        self._write(
+            f"earmark: {n_files} file(s), {format_duration(total_seconds)} of audio", final=True
+        )
+
+    def file_started(self, path: str) -> None:
+        self.current, self.current_name = 0.0, path
+
+    def advance(self, path: str, seconds_done_in_file: float) -> None:
+        self.current = seconds_done_in_file
+        self._draw()
+
+    def file_done(self, result: Any) -> None:
+        self.files_done += 1
+        self.seconds_done += result.duration
+        self.current = 0.0
+        if result.status != "ok":
+            reason = result.error or "; ".join(result.warnings)
+            self._write(f"  {result.status.upper()}: {reason}", final=True)
+        self._draw(force=not self.tty)
+
+    def finish(self, summary: Any) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K")
+        self.stream.flush()
+
+    def status_line(self) -> str:
+        """The current status as one line of text."""
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        done = self.seconds_done + self.current
+        rate = done / elapsed
+        eta = None
+        if self.total_seconds and rate > 0:
+            eta = max(self.total_seconds - done, 0.0) / rate
+        total = f" of {format_duration(self.total_seconds)}" if self.total_seconds else ""
+        return (
+            f"[{self.files_done}/{self.n_files} files] {format_duration(done)}{total} audio"
+            f" | {rate:.0f}x real time | elapsed {format_duration(elapsed)}"
+            f" | ETA {format_duration(eta)}"
+        )
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self.last_draw < self.interval:
+            return
+        self.last_draw = now
+        self._write(self.status_line(), final=not self.tty)
+
+    def _write(self, text: str, final: bool) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K" + text + ("\n" if final else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def print_summary(summary: Any, stream: TextIO, top: int = 25) -> None:
+    """The end-of-run table: files, hours of audio, events per class, failures."""
+    totals = summary.manifest["totals"]
+    hours = totals["audio_seconds"] / 3600
+    stream.write(
+        f"\n{totals['files']} file(s): {totals['ok']} ok, {totals['partial']} partial, "
+        f"{totals['failed']} failed | {hours:.2f} h of audio in "
+        f"{format_duration(totals['processing_seconds'])} "
+        f"({totals['realtime_factor'] or 0:.0f}x real time) | {totals['events']} events\n"
+    )
+    counts = summary.counts_by_label()
+    if counts:
+        width = max(len(label) for label in list(counts)[:top])
+        stream.write(f"\n{'label':<{width}}  events  total time\n")
+        for label, (n, total) in list(counts.items())[:top]:
+            stream.write(f"{label:<{width}}  {n:>6}  {format_duration(total):>10}\n")
+        if len(counts) > top:
+            stream.write(f"... and {len(counts) - top} more classes\n")
+    for result in summary.failed:
+        reason = result.error or "; ".join(result.warnings)
+        stream.write(f"{result.status.upper()}: {reason}\n")
+    stream.write(f"\nresults in {summary.out_dir}\n")
+
+
+# ---------------------------------------------------------------------------- commands
+def _class_thresholds(items: Sequence[str] | None) -> dict[str, float] | None:
+    if not items:
+        return None
+    result: dict[str, float] = {}
+    for item in items:
+        label, sep, value = item.rpartition("=")
+        if not sep or not label:
+            raise ValueError(f"--class-threshold expects LABEL=VALUE, got {item!r}")
+        result[label.strip()] = float(value)
+    return result
+
+
+def _split_list(values: Sequence[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    out: list[str] = []
+    for value in values:
+        out += [v.strip() for v in value.split(";") if v.strip()]
+    return out
+
+
+def _detect_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    flat = {
+        "model": args.model,
+        "checkpoint": args.checkpoint,
+        "threshold": args.threshold,
+        "thresholds": _class_thresholds(args.class_threshold),
+        "off_threshold": args.off_threshold,
+        "median_filter": args.median_filter,
+        "min_duration": args.min_duration,
+        "merge_gap": args.merge_gap,
+        "labels": _split_list(args.labels),
+        "exclude": _split_list(args.exclude),
+        "group_by": args.group_by,
+        "method": args.scoring,
+        "window": args.window,
+        "hop": args.hop,
+        "se_context": args.se_context,
+        "pool": args.pool,
+        "formats": args.formats.split(",") if args.formats else None,
+        "save_scores": False if args.no_scores else None,
+        "jobs": args.jobs,
+        "threads": args.threads,
+    }
+    return {k: v for k, v in flat.items() if v is not None}
+
+
+def cmd_detect(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``earmark detect``: events for every file, written to the output folder."""
+    from earmark.config import ConfigError, load_options
+    from earmark.pipeline import Progress, run
+
+    try:
+        options = load_options(args.config, _detect_overrides(args))
+    except (ConfigError, ValueError) as exc:
+        print(f"earmark: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    progress = Progress() if args.quiet else TerminalProgress()
+    summary = run(args.inputs, args.output, options, progress=progress, argv=["earmark", *argv])
+    if args.json:
+        json.dump(
+            {
+                "out_dir": str(summary.out_dir),
+                "totals": summary.manifest["totals"],
+                "files": summary.manifest["files"],
+                "events_by_label": {
+                    k: {"events": n, "seconds": round(t, 3)}
+                    for k, (n, t) in summary.counts_by_label().items()
+                },
+            },
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+    elif not args.quiet:
+        print_summary(summary, sys.stdout)
+    if not summary.results:
+        print("earmark: no input files found", file=sys.stderr)
+        return EXIT_FILES_FAILED
+    return EXIT_FILES_FAILED if summary.failed else EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``earmark models``: every known model, its size, published mAP and where it was found."""
+    rows = assets.list_models(verify=args.verify)
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    header = f"{'model':<12} {'width':>5} {'params':>8} {'mAP':>6} {'size':>8}  where"
+    print(header)
+    for row in rows:
+        params = f"{row['params'] / 1e6:.2f}M" if row.get("params") else "?"
+        size = f"{row['size'] / 1e6:.1f}MB" if row.get("size") else "?"
+        mark = "*" if row.get("default") else " "
+        print(
+            f"{row['name']:<11}{mark} {row['width']:>5g} {params:>8} "
+            f"{row['published_map']:>6.3f} {size:>8}  {row['where']}"
+        )
+    print(f"\n* default. Searched: ${assets.MODEL_DIR_ENV}, then {assets.cache_dir()}")
+    return EXIT_OK
+
+
+def cmd_labels(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``earmark labels``: the classes a model reports (for --labels, --exclude, thresholds)."""
+    from earmark.labels import load_labels
+
+    path = assets.resolve(assets.get_asset("labels")).path
+    labels = load_labels(path)
+    needle = (args.search or "").lower()
+    for label in labels:
+        if needle in label.name.lower() or needle == label.mid.lower():
+            print(f"{label.index}\t{label.mid}\t{label.name}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="earmark",
+        description="Find sound events in recordings: which sounds, when, how sure.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    det = sub.add_parser(
+        "detect",
+        help="detect sound events in files or folders",
+        description="Detect sound events (all AudioSet classes at once) with start and end "
+        "times. Writes per-file and run-level events (CSV, JSON, DCASE TSV, Audacity labels), "
+        "framewise scores and a run manifest to the output folder.",
+    )
+    det.add_argument("inputs", nargs="+", help="audio/video files, folders (recursive) or globs")
+    det.add_argument("-o", "--output", default="earmark-out", help="output folder")
+    det.add_argument("-c", "--config", help="TOML or YAML file with any options below")
+    grp = det.add_argument_group("model")
+    grp.add_argument("--model", help=f"model name (default {assets.DEFAULT_MODEL}; see 'models')")
+    grp.add_argument("--checkpoint", help="explicit checkpoint file (.pt)")
+    grp = det.add_argument_group("framewise scoring")
+    grp.add_argument("--scoring", choices=("local", "window"), help="scoring method")
+    grp.add_argument("--se-context", type=int, help="local: SE gate window in 0.32 s frames")
+    grp.add_argument("--pool", type=int, help="local: head pooling window in 0.32 s frames")
+    grp.add_argument("--window", type=float, help="window: clip length in seconds")
+    grp.add_argument("--hop", type=float, help="window: hop in seconds")
+    grp = det.add_argument_group("events")
+    grp.add_argument("--threshold", type=float, help="on-threshold for every class")
+    grp.add_argument(
+        "--class-threshold",
+        action="append",
+        metavar="LABEL=VALUE",
+        help="per-class on-threshold (repeatable), by class name or mid",
+    )
+    grp.add_argument("--off-threshold", type=float, help="hysteresis off-threshold")
+    grp.add_argument("--median-filter", type=float, help="median filter length, seconds")
+    grp.add_argument("--min-duration", type=float, help="drop shorter events, seconds")
+    grp.add_argument("--merge-gap", type=float, help="merge same-class gaps up to, seconds")
+    grp.add_argument(
+        "--labels", action="append", help="only these classes (';'-separated, descendants too)"
+    )
+    grp.add_argument("--exclude", action="append", help="never these classes (';'-separated)")
+    grp.add_argument("--group-by", help="roll classes up the ontology: parent, top, or a depth")
+    grp = det.add_argument_group("output and running")
+    grp.add_argument("--formats", help="comma-separated: csv,json,tsv,audacity")
+    grp.add_argument("--no-scores", action="store_true", help="do not save framewise scores")
+    grp.add_argument("-j", "--jobs", type=int, help="files processed in parallel")
+    grp.add_argument("--threads", type=int, help="torch threads per job")
+    grp.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+    grp.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    det.set_defaults(func=cmd_detect)
+
+    mod = sub.add_parser("models", help="list models, sizes, published mAP, where found")
+    mod.add_argument("--json", action="store_true", help="machine-readable output")
+    mod.add_argument("--verify", action="store_true", help="check sha256 of files found")
+    mod.set_defaults(func=cmd_models)
+
+    lab = sub.add_parser("labels", help="list the class labels (index, mid, name)")
+    lab.add_argument("search", nargs="?", help="substring of the name, or a mid")
+    lab.set_defaults(func=cmd_labels)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``earmark`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args, argv)
+    except assets.AssetNotFoundError as exc:
+        print(f"earmark: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except assets.AssetIntegrityError as exc:
+        print(f"earmark: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("earmark: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

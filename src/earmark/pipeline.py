@@ -19,6 +19,8 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+
+from earmark import assets
 from earmark.audio import SAMPLE_RATE, AudioError, AudioReader, prepare_waveform, probe
 from earmark.events import Event, PostprocessOptions, scores_to_events
 from earmark.outputs import (
@@ -30,8 +32,6 @@ from earmark.outputs import (
     write_json,
     write_scores,
 )
-
-from earmark import assets
 from earmark.scoring import FrameScores, ScoringOptions
 from earmark.tagger import Tagger, load_model
 
@@ -181,6 +181,25 @@ def detect(
         scores, _ = score_file(tagger, source, scoring)
         name = str(source)
     return events_from_scores(tagger, scores, post, file=name)
+
+
+def frame_scores(
+    source: str | Path | np.ndarray,
+    sample_rate: int | None = None,
+    model: Tagger | str | None = None,
+    **options: object,
+) -> FrameScores:
+    """Framewise class probabilities of a recording, with their time axis (``.times``, ``.hop``).
+
+    Keyword options are those of :class:`~earmark.scoring.ScoringOptions`.
+    """
+    tagger = model if isinstance(model, Tagger) else load_model(model or assets.DEFAULT_MODEL)
+    scoring, _ = split_options(options)
+    if isinstance(source, np.ndarray):
+        if sample_rate is None:
+            raise ValueError("give sample_rate with an array source")
+        return tagger.frame_scores(prepare_waveform(source, sample_rate), scoring)
+    return score_file(tagger, source, scoring)[0]
 
 
 def split_options(options: dict) -> tuple[ScoringOptions, PostprocessOptions]:
@@ -444,6 +463,7 @@ def _estimate_seconds(files: Iterable[tuple[Path, Path]]) -> float | None:
 def write_config(path: Path, options: DetectOptions) -> None:
     """Write the effective options as YAML, loadable with ``earmark detect --config``."""
     import yaml
+
     from earmark.outputs import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(options.to_dict(), sort_keys=False))

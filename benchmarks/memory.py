@@ -26,8 +26,16 @@ def main() -> None:
         path = long_recording(seconds, "mp3")
         with tempfile.TemporaryDirectory() as out:
             rss_mb, wall = peak_rss_of(
-                ["earmark.cli", "detect", str(path), "-o", out, "--quiet", "--threads",
-                 str(args.threads)]
+                [
+                    "earmark.cli",
+                    "detect",
+                    str(path),
+                    "-o",
+                    out,
+                    "--quiet",
+                    "--threads",
+                    str(args.threads),
+                ]
             )
         result["runs"][name] = {
             "input": str(path),

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from earmark.audio import load
-from earmark.features import LogMel, mel_filterbank, n_frames
+from earmark.features import mel_filterbank, n_frames
 from earmark.model import Architecture, MobileNet, count_parameters, infer_width
 from earmark.scoring import FRAME_HOP, FrameScorer, ScoringOptions
 from earmark.tagger import Tagger, load_model
@@ -51,7 +51,7 @@ def test_end_to_end_from_files(tagger: Tagger, golden_dir: Path, name: str) -> N
     g = golden(golden_dir, name)
     audio = load(golden_dir / str(g["source"]))
     assert audio.shape == g["waveform"].shape
-    probs, embedding = tagger.clip_scores(audio)
+    probs, _ = tagger.clip_scores(audio)
     logits = np.log(probs) - np.log1p(-probs)
     assert np.abs(logits - g["logits"]).max() < 1e-4
     assert list(np.argsort(-probs)[:3]) == list(g["top10_idx"][:3])

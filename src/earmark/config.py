@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from earmark.events import PostprocessOptions
 
+from earmark.events import PostprocessOptions
 from earmark.pipeline import DetectOptions
 from earmark.scoring import ScoringOptions
 

@@ -186,7 +186,6 @@ class FrameScorer:
     def _score_local(
         self, chunks: Iterable[np.ndarray], progress: ProgressCallback | None
     ) -> tuple[np.ndarray, np.ndarray | None, int]:
-        opts = self.options
         buf = _SampleBuffer()
         out_scores: list[np.ndarray] = []
         out_emb: list[np.ndarray] = []

@@ -35,9 +35,12 @@ CANDIDATES = {
     "local se5 pool5": ScoringOptions(se_context=5, pool=5),
     "local se7 pool7": ScoringOptions(se_context=7, pool=7),
     "local se9 pool9": ScoringOptions(se_context=9, pool=9),
+    "local se15 pool3": ScoringOptions(se_context=15, pool=3),
+    "local se15 pool5": ScoringOptions(se_context=15, pool=5),
     "local se15 pool7": ScoringOptions(se_context=15, pool=7),
+    "local se31 pool5": ScoringOptions(se_context=31, pool=5),
+    "local se31 pool7": ScoringOptions(se_context=31, pool=7),
     "window 2 s": ScoringOptions(method="window", window=2.0),
-    "window 3 s": ScoringOptions(method="window", window=3.0),
     "official 10 s / 1 s": ScoringOptions(method="window", window=10.0, hop=1.0),
 }
 CONCAT_PARTS = ("speech", "music", "typing", "metro_station-paris__kaiser_best")

@@ -36,9 +36,10 @@ class TerminalProgress:
     ``interval`` seconds and after each file, so logs stay readable.
     """
 
-    def __init__(self, stream: TextIO = sys.stderr, interval: float = 10.0) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream: TextIO | None = None, interval: float = 10.0) -> None:
+        # sys.stderr looked up now, not at import: it may have been replaced since
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
         self.interval = 0.25 if self.tty else interval
         self.n_files = 0
         self.total_seconds: float | None = None
@@ -190,7 +191,11 @@ def cmd_detect(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print(f"earmark: {exc}", file=sys.stderr)
         return EXIT_USAGE
     progress = Progress() if args.quiet else TerminalProgress()
-    summary = run(args.inputs, args.output, options, progress=progress, argv=["earmark", *argv])
+    try:
+        summary = run(args.inputs, args.output, options, progress=progress, argv=["earmark", *argv])
+    except ValueError as exc:  # options the model cannot satisfy, e.g. an unknown class name
+        print(f"earmark: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if args.json:
         json.dump(
             {
@@ -208,6 +213,10 @@ def cmd_detect(args: argparse.Namespace, argv: Sequence[str]) -> int:
         sys.stdout.write("\n")
     elif not args.quiet:
         print_summary(summary, sys.stdout)
+    if args.quiet:  # quiet means no progress or summary, but errors are still reported
+        for result in summary.failed:
+            reason = result.error or "; ".join(result.warnings)
+            print(f"earmark: {result.status.upper()}: {reason}", file=sys.stderr)
     if not summary.results:
         print("earmark: no input files found", file=sys.stderr)
         return EXIT_FILES_FAILED

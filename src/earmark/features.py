@@ -125,9 +125,11 @@ def logmel_segment(
     need_right = hi - lo - 1 - emphasised.shape[-1]
     padded = emphasised[None, None]
     if pad_left > 0 or need_right > 0:
-        padded = torch.nn.functional.pad(
-            padded, (max(pad_left, 0), max(need_right, 0)), mode="reflect"
-        )
+        # reflect padding as the official front end; a signal shorter than the padding
+        # (under 16 ms) cannot be reflected and is zero-padded instead
+        pads = (max(pad_left, 0), max(need_right, 0))
+        mode = "reflect" if max(pads) < emphasised.shape[-1] else "constant"
+        padded = torch.nn.functional.pad(padded, pads, mode=mode)
     padded = padded[0]
     spec = torch.stft(
         padded,

@@ -278,7 +278,7 @@ def process_file(
             "sample_format": info.sample_format,
         }
         scores, reader = score_file(tagger, path, options.scoring, progress)
-        result.warnings = list(reader.warnings)
+        result.warnings = [_describe_error(path, w) for w in reader.warnings]
         result.duration = scores.duration
         result.events = events_from_scores(tagger, scores, options.postprocess, file=str(path))
         if stem is not None:
@@ -304,9 +304,21 @@ def process_file(
     return result
 
 
-def _describe_error(path: Path, exc: BaseException) -> str:
+def _describe_error(path: Path, exc: BaseException | str) -> str:
+    """An error or warning message that names the file."""
     text = str(exc) or type(exc).__name__
     return text if str(path) in text else f"{path}: {text}"
+
+
+def check_options(tagger: Tagger, options: DetectOptions) -> None:
+    """Raise ``ValueError`` for options this model cannot satisfy (e.g. an unknown class name).
+
+    Run once before any file is decoded, so that a typo in ``labels``, ``exclude``,
+    ``thresholds`` or ``group_by`` is a usage error, not a failure of every file.
+    """
+    n = len(tagger.labels)
+    empty = FrameScores(np.zeros((0, n), dtype=np.float32), options.scoring.frame_hop, 0.0)
+    events_from_scores(tagger, empty, options.postprocess)
 
 
 # worker-process state for --jobs > 1
@@ -391,18 +403,23 @@ def run(
     ``OUT/events.{csv,json,tsv}`` for the whole run, ``OUT/config.yaml`` (the effective options,
     usable with ``--config``) and ``OUT/manifest.json`` (model, checkpoint sha256, every option,
     package versions, per-file status). Every file is written atomically.
+
+    A bad file never raises (it is reported in its result); invalid options, including class
+    names unknown to the model, raise ``ValueError`` before anything is written.
     """
     options = options or DetectOptions()
     options.validate()
     progress = progress or Progress()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     started_at = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
-    files = collect_inputs(inputs)
-    progress.start(len(files), _estimate_seconds(files))
+    # model and options first: a missing model or a bad class name fails before any output
     if tagger is None:
         tagger = load_model(options.model, checkpoint=options.checkpoint, threads=options.threads)
+    check_options(tagger, options)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = collect_inputs(inputs)
+    progress.start(len(files), _estimate_seconds(files))
 
     results: list[FileResult] = []
     jobs = min(options.jobs, max(len(files), 1))

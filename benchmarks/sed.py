@@ -22,6 +22,8 @@ Usage: ``python -m benchmarks.sed [--grid]`` -> results/sed.json
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import itertools
 import time
 from dataclasses import replace
@@ -69,7 +71,8 @@ def score_all(tagger: Tagger, index: dict, root: Path) -> dict[str, dict[str, tu
     for method, opts in METHODS.items():
         for entry in index["soundscapes"]:
             file = entry["file"]
-            path = cache / method / (file.replace("/", "__") + ".npz")
+            tag = hashlib.sha256(json.dumps(opts.to_dict(), sort_keys=True).encode()).hexdigest()
+            path = cache / f"{method}-{tag[:10]}" / (file.replace("/", "__") + ".npz")
             if path.exists():
                 with np.load(path) as data:
                     out[method][file] = (
@@ -188,7 +191,7 @@ def tune(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--metric", default="event_f1")
+    parser.add_argument("--metric", default="event_f1_1s", help="what tuning maximises")
     args = parser.parse_args()
     t0 = time.perf_counter()
     root = Path(DEFAULT_OUT)

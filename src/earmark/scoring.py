@@ -37,14 +37,14 @@ FRAME_HOP = TIME_STRIDE * HOP_LENGTH / SAMPLE_RATE
 SAMPLES_PER_FRAME = TIME_STRIDE * HOP_LENGTH
 
 DEFAULT_METHOD = "local"
-DEFAULT_SE_CONTEXT = 7
-"""Squeeze-excitation window in output frames (7 x 0.32 s = 2.24 s)."""
-DEFAULT_POOL = 7
-"""Head pooling window in output frames (2.24 s)."""
+DEFAULT_SE_CONTEXT = 15
+"""Squeeze-excitation window in output frames (15 x 0.32 s = 4.8 s)."""
+DEFAULT_POOL = 5
+"""Head pooling window in output frames (1.6 s)."""
 DEFAULT_BLOCK_FRAMES = 192
 """Output frames per block of the local method (61.44 s): bounds memory on long files."""
-DEFAULT_MARGIN_FRAMES = 24
-"""Context frames computed on each side of a block and discarded (7.68 s)."""
+DEFAULT_MARGIN_FRAMES = 32
+"""Context frames computed on each side of a block and discarded (10.24 s)."""
 DEFAULT_WINDOW = 2.0
 DEFAULT_WINDOW_BATCH = 32
 

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import itertools
+import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -315,5 +314,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _ = replace
     main()

@@ -33,6 +33,11 @@ def ontology(model_dir: Path) -> Ontology:
     return Ontology.from_json(model_dir / "ontology.json")
 
 
+def raw_options(**options) -> PostprocessOptions:
+    """Options without the default smoothing, so that each test isolates the knob it sets."""
+    return PostprocessOptions(**{"median_filter": 0.0, "merge_gap": 0.0, **options})
+
+
 def matrix(*columns: list[float]) -> np.ndarray:
     """A (frames, classes) float32 matrix from per-class columns (padded with zeros)."""
     frames = max(len(c) for c in columns)
@@ -48,7 +53,7 @@ def spans(events: list[Event]) -> list[tuple[str, float, float]]:
 
 def run(columns, **options) -> list[Event]:
     scores = matrix(*columns)
-    return scores_to_events(scores, HOP, ABC[: scores.shape[1]], PostprocessOptions(**options))
+    return scores_to_events(scores, HOP, ABC[: scores.shape[1]], raw_options(**options))
 
 
 def real_scores(labels: list[Label], frames: int, **values: list[float]) -> np.ndarray:
@@ -64,15 +69,19 @@ def real_scores(labels: list[Label], frames: int, **values: list[float]) -> np.n
 
 
 def test_defaults():
-    assert DEFAULT_THRESHOLD == 0.3
-    assert OFF_RATIO == 0.6
+    assert DEFAULT_THRESHOLD == 0.2
+    assert OFF_RATIO == 0.5
     options = PostprocessOptions()
     assert options.threshold == DEFAULT_THRESHOLD
-    assert options.off_for(0.5) == pytest.approx(0.3)
+    assert options.off_for(0.5) == pytest.approx(0.25)
+    assert options.median_filter == 0.96 and options.merge_gap == 0.64
+    assert options.min_duration == 0.0
 
 
 def test_single_event_times_and_confidences():
-    events = scores_to_events(matrix([0, 0, 0.5, 0.6, 0.4, 0, 0]), HOP, ABC[:1], file="rec.wav")
+    events = scores_to_events(
+        matrix([0, 0, 0.5, 0.6, 0.4, 0, 0]), HOP, ABC[:1], raw_options(), file="rec.wav"
+    )
     assert len(events) == 1
     ev = events[0]
     assert (ev.file, ev.label, ev.mid) == ("rec.wav", "Alpha", "/m/a")
@@ -156,14 +165,14 @@ def test_default_off_threshold_uses_off_ratio():
     assert len(run([[0, 0.6, below, 0.6, 0]], threshold=on)) == 2
     # per-class on thresholds get their own off threshold
     events = run([[0, 0.6, 0.25, 0.6]], threshold=0.9, thresholds={"Alpha": 0.4})
-    assert spans(events) == [("Alpha", 0.25, 1.0)]  # off = 0.24
+    assert spans(events) == [("Alpha", 0.25, 1.0)]  # off = 0.4 * OFF_RATIO = 0.2
 
 
 def test_off_above_on_is_an_error():
     with pytest.raises(ValueError, match=r"off_threshold 0\.5 is above the on threshold"):
-        PostprocessOptions(threshold=0.4, off_threshold=0.5).validate()
+        raw_options(threshold=0.4, off_threshold=0.5).validate()
     with pytest.raises(ValueError, match=r"thresholds\['Dog'\] = 0.2"):
-        PostprocessOptions(off_threshold=0.25, thresholds={"Dog": 0.2}).validate()
+        raw_options(threshold=0.3, off_threshold=0.25, thresholds={"Dog": 0.2}).validate()
     with pytest.raises(ValueError, match="off_threshold"):
         run([[0.5]], threshold=0.4, off_threshold=0.5)
 
@@ -253,16 +262,16 @@ def test_overlapping_classes_all_reported_sorted():
 def test_offset_clipped_to_duration():
     scores = matrix([0, 0, 0, 0.9, 0.9], [0, 0, 0, 0, 0.9])
     # the last frame covers [1.0, 1.25) but the file ends at 1.1
-    events = scores_to_events(scores, HOP, ABC[:2], duration=1.1)
+    events = scores_to_events(scores, HOP, ABC[:2], raw_options(), duration=1.1)
     assert spans(events) == [("Alpha", 0.75, 1.1), ("Bravo", 1.0, 1.1)]
-    events = scores_to_events(scores, HOP, ABC[:2])
+    events = scores_to_events(scores, HOP, ABC[:2], raw_options())
     assert spans(events) == [("Alpha", 0.75, 1.25), ("Bravo", 1.0, 1.25)]
 
 
 def test_duration_drops_events_after_the_end_and_clips_before_min_duration():
     scores = matrix([0, 0, 0, 0.9, 0.9])
-    assert scores_to_events(scores, HOP, ABC[:1], duration=0.75) == []
-    options = PostprocessOptions(min_duration=0.4)
+    assert scores_to_events(scores, HOP, ABC[:1], raw_options(), duration=0.75) == []
+    options = raw_options(min_duration=0.4)
     assert scores_to_events(scores, HOP, ABC[:1], options, duration=1.1) == []
     assert len(scores_to_events(scores, HOP, ABC[:1], options, duration=1.2)) == 1
 
@@ -270,7 +279,7 @@ def test_duration_drops_events_after_the_end_and_clips_before_min_duration():
 def test_hop_032_times():
     scores = np.zeros((10, 1), dtype=np.float32)
     scores[3:6, 0] = 0.8
-    [ev] = scores_to_events(scores, 0.32, ABC[:1], duration=3.0)
+    [ev] = scores_to_events(scores, 0.32, ABC[:1], raw_options(), duration=3.0)
     assert ev.onset == pytest.approx(0.96)
     assert ev.offset == pytest.approx(1.92)
     assert ev.to_dict()["duration"] == 0.96
@@ -284,7 +293,7 @@ def test_empty_and_all_zero_scores():
 
 def test_float64_input_and_event_reaching_the_end():
     scores = np.array([[0.0], [0.5], [0.5]], dtype=np.float64)
-    assert spans(scores_to_events(scores, HOP, ABC[:1])) == [("Alpha", 0.25, 0.75)]
+    assert spans(scores_to_events(scores, HOP, ABC[:1], raw_options())) == [("Alpha", 0.25, 0.75)]
 
 
 def test_bad_inputs():
@@ -297,9 +306,9 @@ def test_bad_inputs():
     nan = np.zeros((5, 3))
     nan[2, 1] = np.nan
     with pytest.raises(ValueError, match=r"NaN.*'Bravo'"):
-        scores_to_events(nan, HOP, ABC)
+        scores_to_events(nan, HOP, ABC, raw_options())
     with pytest.raises(ValueError, match="group_by needs an ontology"):
-        scores_to_events(np.zeros((5, 3)), HOP, ABC, PostprocessOptions(group_by="top"))
+        scores_to_events(np.zeros((5, 3)), HOP, ABC, raw_options(group_by="top"))
 
 
 @pytest.mark.parametrize(
@@ -320,11 +329,11 @@ def test_bad_inputs():
 )
 def test_validate(options, message):
     with pytest.raises(ValueError, match=message):
-        PostprocessOptions(**options).validate()
+        raw_options(**options).validate()
 
 
 def test_validate_accepts_good_values():
-    PostprocessOptions(
+    raw_options(
         threshold=1.0,
         thresholds={"Dog": 0.5},
         off_threshold=0.5,
@@ -332,7 +341,7 @@ def test_validate_accepts_good_values():
         labels="Dog",
         group_by="2",
     ).validate()
-    assert PostprocessOptions(labels="Dog").labels == ["Dog"]
+    assert raw_options(labels="Dog").labels == ["Dog"]
 
 
 # -- label selection and grouping with the real ontology --------------------------------
@@ -340,22 +349,22 @@ def test_validate_accepts_good_values():
 
 def test_labels_with_descendants(labels, ontology):
     scores = real_scores(labels, 3, Dog=[0.9], Bark=[0, 0.9], Speech=[0, 0, 0.9])
-    options = PostprocessOptions(labels=["Animal"])
+    options = raw_options(labels=["Animal"])
     events = scores_to_events(scores, HOP, labels, options, ontology=ontology)
     assert spans(events) == [("Dog", 0.0, 0.25), ("Bark", 0.25, 0.5)]
     # without the ontology "Dog" is just Dog
-    events = scores_to_events(scores, HOP, labels, PostprocessOptions(labels=["Dog"]))
+    events = scores_to_events(scores, HOP, labels, raw_options(labels=["Dog"]))
     assert spans(events) == [("Dog", 0.0, 0.25)]
 
 
 def test_exclude_with_descendants(labels, ontology):
     scores = real_scores(labels, 3, Dog=[0.9], Bark=[0, 0.9], Speech=[0, 0, 0.9])
-    options = PostprocessOptions(exclude=["dog"])
+    options = raw_options(exclude=["dog"])
     events = scores_to_events(scores, HOP, labels, options, ontology=ontology)
     assert spans(events) == [("Speech", 0.5, 0.75)]
     events = scores_to_events(scores, HOP, labels, options)  # no ontology: Bark stays
     assert spans(events) == [("Bark", 0.25, 0.5), ("Speech", 0.5, 0.75)]
-    options = PostprocessOptions(labels=["Animal"], exclude=["Bark"])
+    options = raw_options(labels=["Animal"], exclude=["Bark"])
     events = scores_to_events(scores, HOP, labels, options, ontology=ontology)
     assert spans(events) == [("Dog", 0.0, 0.25)]
 
@@ -363,13 +372,13 @@ def test_exclude_with_descendants(labels, ontology):
 def test_unknown_label_selection(labels, ontology):
     with pytest.raises(ValueError, match="Did you mean: 'Animal'"):
         scores_to_events(
-            np.zeros((2, 527)), HOP, labels, PostprocessOptions(labels=["Animl"]), ontology=ontology
+            np.zeros((2, 527)), HOP, labels, raw_options(labels=["Animl"]), ontology=ontology
         )
 
 
 def test_group_by_parent_dog(labels, ontology):
     scores = real_scores(labels, 4, Dog=[0.9, 0.9], Cat=[0, 0, 0.6])
-    options = PostprocessOptions(group_by="parent")
+    options = raw_options(group_by="parent")
     events = scores_to_events(scores, HOP, labels, options, file="a.wav", ontology=ontology)
     # "Dog" group = Dog and its children; "Domestic animals, pets" = Dog, Cat and itself
     assert spans(events) == [
@@ -385,7 +394,7 @@ def test_group_by_parent_dog(labels, ontology):
 
 def test_group_by_depth_1_car_is_vehicle(labels, ontology):
     scores = real_scores(labels, 3, Car=[0, 0.8, 0.8])
-    options = PostprocessOptions(group_by="1")
+    options = raw_options(group_by="1")
     events = scores_to_events(scores, HOP, labels, options, ontology=ontology)
     assert [(e.label, e.mid, e.onset, e.offset) for e in events] == [
         ("Vehicle", "/m/07yv9", 0.25, 0.75)
@@ -394,7 +403,7 @@ def test_group_by_depth_1_car_is_vehicle(labels, ontology):
 
 def test_group_by_top_speech_is_human_sounds(labels, ontology):
     scores = real_scores(labels, 3, Speech=[0.7, 0.7], Hiss=[0, 0, 0.5])
-    options = PostprocessOptions(group_by="top")
+    options = raw_options(group_by="top")
     events = scores_to_events(scores, HOP, labels, options, ontology=ontology)
     assert spans(events) == [
         ("Human sounds", 0.0, 0.5),
@@ -406,18 +415,16 @@ def test_group_by_top_speech_is_human_sounds(labels, ontology):
 
 def test_group_thresholds_refer_to_groups(labels, ontology):
     scores = real_scores(labels, 2, Speech=[0.5, 0.5])
-    options = PostprocessOptions(group_by="top", thresholds={"Human sounds": 0.6})
+    options = raw_options(group_by="top", thresholds={"Human sounds": 0.6})
     assert scores_to_events(scores, HOP, labels, options, ontology=ontology) == []
     # a key for a class that exists but is grouped away is accepted and ignored
-    options = PostprocessOptions(group_by="top", thresholds={"Speech": 0.9})
+    options = raw_options(group_by="top", thresholds={"Speech": 0.9})
     assert len(scores_to_events(scores, HOP, labels, options, ontology=ontology)) == 1
 
 
 def test_group_after_selection(labels, ontology):
     scores = real_scores(labels, 2, Dog=[0.9], Cat=[0, 0.9])
-    options = PostprocessOptions(
-        group_by="parent", labels=["Domestic animals, pets"], exclude=["Cat"]
-    )
+    options = raw_options(group_by="parent", labels=["Domestic animals, pets"], exclude=["Cat"])
     events = scores_to_events(scores, HOP, labels, options, ontology=ontology)
     assert spans(events) == [("Dog", 0.0, 0.25), ("Domestic animals, pets", 0.0, 0.25)]
 
@@ -465,7 +472,7 @@ def test_matches_reference_implementation(median, merge, min_dur):
     smooth = ndimage.uniform_filter1d(noise, 5, axis=0) * 2.0
     scores = (1 / (1 + np.exp(-(3 * smooth - 1.5)))).astype(np.float32)
     labels = [Label(i, f"/m/x{i}", f"class {i:02d}") for i in range(classes)]
-    options = PostprocessOptions(
+    options = raw_options(
         threshold=0.4,
         thresholds={"class 03": 0.7},
         median_filter=median,
@@ -498,7 +505,7 @@ def test_long_kernel_matches_scipy_median():
     # kernels above 15 frames take the running-sum path
     rng = np.random.default_rng(11)
     scores = rng.random((2000, 3)).astype(np.float32)
-    options = PostprocessOptions(threshold=0.5, off_threshold=0.5, median_filter=17 * HOP)
+    options = raw_options(threshold=0.5, off_threshold=0.5, median_filter=17 * HOP)
     events = scores_to_events(scores, HOP, ABC, options)
     expected = []
     for i in range(3):

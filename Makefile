@@ -48,7 +48,7 @@ lint: dev
 bench: dev  ## speed, memory and accuracy benchmarks (JSON under benchmarks/results/)
 	EARMARK_SHARED=$${EARMARK_SHARED:-$(SHARED)} \
 	EARMARK_MODEL_DIR=$${EARMARK_MODEL_DIR:-$(SHARED)/models} \
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python -m benchmarks.run_all
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info src/*.egg-info

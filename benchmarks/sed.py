@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import DATA_DIR, save_result
+from benchmarks.common import DATA_DIR, SHARED, save_result
 from benchmarks.soundscapes import DEFAULT_OUT, build_set, ignored_by_file, load_index
 from earmark.audio import load
 from earmark.evaluation import (
@@ -195,7 +195,7 @@ def main() -> None:
     t0 = time.perf_counter()
     root = Path(DEFAULT_OUT)
     if not (root / "index.json").exists():
-        build_set()
+        build_set(SHARED, root)
     index = load_index(root)
     tagger = load_model()
     label_map = load_label_map("esc10")

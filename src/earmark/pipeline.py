@@ -10,15 +10,18 @@ import dataclasses
 import datetime as _dt
 import os
 import platform
+import queue
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from earmark import assets
 from earmark.audio import SAMPLE_RATE, AudioError, AudioReader, prepare_waveform, probe
@@ -62,6 +65,8 @@ AUDIO_EXTENSIONS = frozenset(
 """File endings picked up when a folder is given."""
 CHUNK_SECONDS = 30.0
 """Decoded audio per chunk: memory does not grow with file length."""
+PREFETCH_CHUNKS = 2
+"""Decoded chunks kept ready ahead of the network (each CHUNK_SECONDS long)."""
 FILES_DIR = "files"
 """Per-file results go to ``OUT/files/<path relative to its input root>.<kind>``."""
 
@@ -134,10 +139,52 @@ def score_file(
 ) -> tuple[FrameScores, AudioReader]:
     """Framewise scores of one file, decoded and scored chunk by chunk."""
     with AudioReader(path, SAMPLE_RATE, CHUNK_SECONDS) as reader:
-        scores = tagger.scorer(scoring).score(iter(reader), progress)
+        scores = tagger.scorer(scoring).score(prefetched(reader), progress)
     if scores.n_frames == 0:
         raise AudioError(str(path), "no audio samples to analyse")
     return scores, reader
+
+
+def prefetched(chunks: Iterable[np.ndarray], depth: int = PREFETCH_CHUNKS) -> Iterator[np.ndarray]:
+    """Iterate ``chunks`` produced by a background thread, ``depth`` chunks ahead.
+
+    Decoding (FFmpeg and soxr release the GIL) then overlaps with the network instead of
+    alternating with it. An exception raised while decoding is re-raised here, in order.
+    """
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not put((chunk, None)):
+                    return
+            put((None, None))
+        except BaseException as exc:  # handed to the consumer
+            put((None, exc))
+
+    worker = threading.Thread(target=produce, name="earmark-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            chunk, error = box.get()
+            if error is not None:
+                raise error
+            if chunk is None:
+                return
+            yield chunk
+    finally:
+        stop.set()
+        worker.join()
 
 
 def events_from_scores(
@@ -321,6 +368,15 @@ def check_options(tagger: Tagger, options: DetectOptions) -> None:
     events_from_scores(tagger, empty, options.postprocess)
 
 
+def default_threads(jobs: int = 1) -> int:
+    """Torch threads per job when not set: the cores a job gets, less one for decoding.
+
+    Decoding runs in its own thread beside the network (:func:`prefetched`); measured on 2
+    cores, 1 torch thread + the decoding thread is 1.6x faster than 2 torch threads.
+    """
+    return max(1, (os.cpu_count() or 1) // max(jobs, 1) - 1)
+
+
 # worker-process state for --jobs > 1
 _WORKER: dict[str, object] = {}
 
@@ -413,8 +469,12 @@ def run(
     started_at = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
     # model and options first: a missing model or a bad class name fails before any output
+    jobs = min(options.jobs, max(len(inputs), 1))
+    threads = options.threads or default_threads(jobs)
     if tagger is None:
-        tagger = load_model(options.model, checkpoint=options.checkpoint, threads=options.threads)
+        tagger = load_model(options.model, checkpoint=options.checkpoint, threads=threads)
+    elif options.threads:
+        torch.set_num_threads(options.threads)
     check_options(tagger, options)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -423,6 +483,7 @@ def run(
 
     results: list[FileResult] = []
     jobs = min(options.jobs, max(len(files), 1))
+    threads = options.threads or default_threads(jobs)
     if jobs == 1:
         for file, root in files:
             progress.file_started(str(file))
@@ -436,7 +497,6 @@ def run(
             results.append(result)
             progress.file_done(result)
     else:
-        threads = options.threads or max(1, (os.cpu_count() or 1) // jobs)
         order = {str(f): i for i, (f, _) in enumerate(files)}
         with ProcessPoolExecutor(
             jobs,

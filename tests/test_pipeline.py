@@ -484,3 +484,39 @@ def test_terminal_progress_on_a_log_stream(tagger: Tagger, fixtures_dir: Path, t
     assert any(line.startswith("[1/2 files] 0:00:05 of 0:00:06 audio") for line in status)
     assert status[-1].startswith("[2/2 files] 0:00:06 of 0:00:06 audio")
     assert status[-1].endswith("ETA 0:00:00")
+
+
+# ---------------------------------------------------------------------------- decode thread
+def test_prefetched_keeps_order_and_reraises_decode_errors() -> None:
+    from earmark.audio import AudioError
+    from earmark.pipeline import prefetched
+
+    chunks = [np.full(10, i, np.float32) for i in range(7)]
+    assert [int(c[0]) for c in prefetched(iter(chunks), depth=2)] == list(range(7))
+
+    def failing():
+        yield chunks[0]
+        yield chunks[1]
+        raise AudioError("x.mp3", "decode error at 3.00 s")
+
+    seen = []
+    with pytest.raises(AudioError, match=r"x\.mp3: decode error"):
+        for chunk in prefetched(failing(), depth=1):
+            seen.append(int(chunk[0]))
+    assert seen == [0, 1]
+
+
+def test_prefetched_stops_its_thread_when_the_consumer_stops() -> None:
+    import threading
+
+    from earmark.pipeline import prefetched
+
+    def endless():
+        while True:
+            yield np.zeros(4, np.float32)
+
+    before = threading.active_count()
+    stream = prefetched(endless(), depth=2)
+    next(stream)
+    stream.close()  # consumer gives up early: the producer must not block forever
+    assert threading.active_count() == before

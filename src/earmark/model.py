@@ -255,6 +255,35 @@ class MobileNet(nn.Module):
         return self.classifier[2:](pooled), pooled
 
 
+def fuse_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm into the convolution before it, in place.
+
+    For inference only: each conv gets ``w * g / sqrt(v + eps)`` and a bias
+    ``b - m * g / sqrt(v + eps)``, and the BatchNorm becomes an identity. Outputs are unchanged
+    up to float rounding (about 1e-6), one intermediate tensor per layer is never allocated, and
+    the network runs faster. The fused model no longer loads official checkpoints.
+    """
+    for module in model.modules():
+        if isinstance(module, ConvBNAct) and isinstance(module[1], nn.BatchNorm2d):
+            conv, bn = module[0], module[1]
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            fused = nn.Conv2d(
+                conv.in_channels,
+                conv.out_channels,
+                conv.kernel_size,
+                conv.stride,
+                conv.padding,
+                groups=conv.groups,
+                bias=True,
+            )
+            with torch.no_grad():
+                fused.weight.copy_(conv.weight * scale[:, None, None, None])
+                fused.bias.copy_(bn.bias - bn.running_mean * scale)
+            module[0] = fused
+            module[1] = nn.Identity()
+    return model.eval()
+
+
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters (BatchNorm running statistics are buffers and not counted)."""
     return sum(p.numel() for p in model.parameters())

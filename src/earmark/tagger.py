@@ -12,7 +12,7 @@ import torch
 from earmark import assets
 from earmark.features import LogMel
 from earmark.labels import Label, Ontology, load_labels
-from earmark.model import MobileNet, build_model
+from earmark.model import MobileNet, build_model, count_parameters, fuse_batchnorm
 from earmark.scoring import FrameScorer, FrameScores, ProgressCallback, ScoringOptions
 
 
@@ -67,7 +67,7 @@ class Tagger:
             "family": self.spec.family,
             "width": self.spec.width,
             "published_map": self.spec.published_map,
-            "params": sum(p.numel() for p in self.net.parameters()),
+            "params": self.extra.get("params"),
             "checkpoint": str(self.checkpoint.path),
             "checkpoint_source": self.checkpoint.source,
             "checkpoint_url": self.checkpoint.asset.url,
@@ -100,6 +100,8 @@ def load_model(
         raise ValueError(f"{resolved.path}: not a state_dict checkpoint")
     state = state.get("state_dict", state) if "state_dict" in state else state
     net = build_model(spec.width, state)
+    n_params = count_parameters(net)
+    fuse_batchnorm(net)
     labels_asset = assets.resolve(assets.get_asset("labels"), path=labels, download=download)
     label_list = load_labels(labels_asset.path)
     if len(label_list) != net.classifier[-1].out_features:
@@ -116,4 +118,5 @@ def load_model(
         labels=label_list,
         labels_file=labels_asset,
         ontology_path=ontology.path if ontology else None,
+        extra={"params": n_params},
     )

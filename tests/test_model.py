@@ -171,3 +171,17 @@ def test_local_scores_find_the_segments(tagger: Tagger, golden_dir: Path) -> Non
         ]
         assert means[part] > 0.15, (name, means)
         assert means[part] > 3 * max(m for p, m in enumerate(means) if p != part), (name, means)
+
+
+def test_fused_batchnorm_gives_the_same_outputs(model_dir: Path, golden_dir: Path) -> None:
+    from earmark.model import build_model, fuse_batchnorm
+
+    state = torch.load(model_dir / "mn04_as_mAP_432.pt", weights_only=True)
+    plain, fused = build_model(0.4, state), fuse_batchnorm(build_model(0.4, state))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    mel = torch.from_numpy(golden(golden_dir, "speech")["mel"])[None, None]
+    with torch.inference_mode():
+        assert torch.allclose(plain(mel)[0], fused(mel)[0], atol=1e-4)
+        fused.set_se_context(15)
+        plain.set_se_context(15)
+        assert torch.allclose(plain.feature_map(mel), fused.feature_map(mel), atol=1e-4)

@@ -16,8 +16,6 @@ For ``L`` input samples there are ``1 + (L - 1) // 320`` frames; frame ``k`` is 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -32,7 +30,6 @@ PREEMPHASIS = 0.97
 LOG_OFFSET = 1e-5
 NORM_SHIFT = 4.5
 NORM_SCALE = 5.0
-FRAME_SECONDS = HOP_LENGTH / SAMPLE_RATE
 
 
 def mel_scale(freq: np.ndarray | float) -> np.ndarray | float:
@@ -79,21 +76,28 @@ class LogMel(torch.nn.Module):
         if waveform.dim() == 1:
             waveform = waveform[None]
         emphasised = waveform[:, 1:] - PREEMPHASIS * waveform[:, :-1]
+        half = N_FFT // 2  # center=True: reflect-pad half a window on each side
+        mode = "reflect" if emphasised.shape[-1] > half else "constant"  # see logmel_segment
+        padded = torch.nn.functional.pad(emphasised[:, None], (half, half), mode=mode)
+        return self.from_padded(padded[:, 0])
+
+    def from_padded(self, padded: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
+        """Log-mel of an already padded, pre-emphasised signal (frame k starts at 320 k)."""
         spec = torch.stft(
-            emphasised,
+            padded,
             n_fft=N_FFT,
             hop_length=HOP_LENGTH,
             win_length=WIN_LENGTH,
             window=self.window,
-            center=True,
-            pad_mode="reflect",
+            center=False,
             normalized=False,
             onesided=True,
             return_complex=True,
         )
+        if n_out is not None:
+            spec = spec[..., :n_out]
         power = spec.real.square() + spec.imag.square()
-        mel = torch.matmul(self.mel_basis, power)
-        logmel = torch.log(mel + LOG_OFFSET)
+        logmel = torch.log(torch.matmul(self.mel_basis, power) + LOG_OFFSET)
         return ((logmel + NORM_SHIFT) / NORM_SCALE)[:, None]
 
 
@@ -130,23 +134,4 @@ def logmel_segment(
         pads = (max(pad_left, 0), max(need_right, 0))
         mode = "reflect" if max(pads) < emphasised.shape[-1] else "constant"
         padded = torch.nn.functional.pad(padded, pads, mode=mode)
-    padded = padded[0]
-    spec = torch.stft(
-        padded,
-        n_fft=N_FFT,
-        hop_length=HOP_LENGTH,
-        win_length=WIN_LENGTH,
-        window=front_end.window,
-        center=False,
-        normalized=False,
-        onesided=True,
-        return_complex=True,
-    )[..., :n_out]
-    power = spec.real.square() + spec.imag.square()
-    logmel = torch.log(torch.matmul(front_end.mel_basis, power) + LOG_OFFSET)
-    return ((logmel + NORM_SHIFT) / NORM_SCALE)[:, None]
-
-
-def seconds_to_frames(seconds: float) -> int:
-    """Whole log-mel frames in ``seconds``."""
-    return math.floor(seconds / FRAME_SECONDS + 1e-9)
+    return front_end.from_padded(padded[0], n_out)

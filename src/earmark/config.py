@@ -100,9 +100,10 @@ def build_options(nested: dict[str, Any], source: str = "config") -> DetectOptio
         if "formats" in kwargs:
             formats = kwargs["formats"]
             kwargs["formats"] = tuple(formats.split(",") if isinstance(formats, str) else formats)
+        defaults = DetectOptions()
         options = DetectOptions(
-            scoring=ScoringOptions(**nested.get("scoring", {})),
-            postprocess=PostprocessOptions(**nested.get("postprocess", {})),
+            scoring=dataclasses.replace(defaults.scoring, **nested.get("scoring", {})),
+            postprocess=dataclasses.replace(defaults.postprocess, **nested.get("postprocess", {})),
             **kwargs,
         )
         options.validate()

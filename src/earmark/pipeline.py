@@ -77,7 +77,7 @@ class DetectOptions:
 
     model: str = assets.DEFAULT_MODEL
     checkpoint: str | None = None
-    scoring: ScoringOptions = field(default_factory=ScoringOptions)
+    scoring: ScoringOptions = field(default_factory=lambda: ScoringOptions(dtype="float16"))
     postprocess: PostprocessOptions = field(default_factory=PostprocessOptions)
     formats: tuple[str, ...] = EVENT_FORMATS
     save_scores: bool = True

@@ -65,6 +65,8 @@ class ScoringOptions:
     hop: float = FRAME_HOP
     batch_size: int = DEFAULT_WINDOW_BATCH
     embeddings: bool = False
+    dtype: str = "float32"
+    """Type of the kept scores: ``float16`` halves their memory on long files (2.4e-4 steps)."""
 
     def validate(self) -> None:
         """Raise ``ValueError`` for inconsistent settings."""
@@ -78,6 +80,8 @@ class ScoringOptions:
             raise ValueError("window must be at least 0.32 s")
         if self.hop < 0.01 or abs(self.hop * 100 - round(self.hop * 100)) > 1e-6:
             raise ValueError("hop must be a positive multiple of 0.01 s")
+        if self.dtype not in ("float32", "float16"):
+            raise ValueError(f"dtype must be 'float32' or 'float16', not {self.dtype!r}")
 
     @property
     def frame_hop(self) -> float:
@@ -189,6 +193,7 @@ class FrameScorer:
     def _score_local(
         self, chunks: Iterable[np.ndarray], progress: ProgressCallback | None
     ) -> tuple[np.ndarray, np.ndarray | None, int]:
+        opts = self.options
         buf = _SampleBuffer()
         out_scores: list[np.ndarray] = []
         out_emb: list[np.ndarray] = []
@@ -205,7 +210,7 @@ class FrameScorer:
                 if block is None:
                     break
                 scores, emb = block
-                out_scores.append(scores)
+                out_scores.append(scores.astype(opts.dtype, copy=False))
                 if emb is not None:
                     out_emb.append(emb)
                 next_frame += len(scores)
@@ -299,7 +304,7 @@ class FrameScorer:
                 [mel[0, :, :, s : s + width] for s in starts[b : b + opts.batch_size]]
             )
             logits, emb = self.net(batch)
-            scores.append(torch.sigmoid(logits).numpy())
+            scores.append(torch.sigmoid(logits).numpy().astype(opts.dtype, copy=False))
             if opts.embeddings:
                 embs.append(emb.numpy())
             if progress is not None:
@@ -311,7 +316,7 @@ def _stack(parts: list[np.ndarray], net: MobileNet) -> np.ndarray:
     if not parts:
         n_classes = net.classifier[-1].out_features
         return np.zeros((0, n_classes), dtype=np.float32)
-    return np.concatenate(parts).astype(np.float32, copy=False)
+    return np.concatenate(parts)
 
 
 def _stack_opt(parts: list[np.ndarray]) -> np.ndarray | None:

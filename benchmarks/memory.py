@@ -19,23 +19,17 @@ INPUTS = (("10min", 600.0), ("3h", 3 * 3600.0))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: earmark's own)"
+    )
     args = parser.parse_args()
     result: dict = {"threads": args.threads, "runs": {}}
     for name, seconds in INPUTS:
         path = long_recording(seconds, "mp3")
         with tempfile.TemporaryDirectory() as out:
+            threads = ["--threads", str(args.threads)] if args.threads else []
             rss_mb, wall = peak_rss_of(
-                [
-                    "earmark.cli",
-                    "detect",
-                    str(path),
-                    "-o",
-                    out,
-                    "--quiet",
-                    "--threads",
-                    str(args.threads),
-                ]
+                ["earmark.cli", "detect", str(path), "-o", out, "--quiet", *threads]
             )
         result["runs"][name] = {
             "input": str(path),

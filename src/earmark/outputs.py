@@ -403,15 +403,18 @@ def write_scores(
         raise ValueError(f"scores must have shape (frames, {len(labels)}), got {scores.shape}")
     if not (math.isfinite(hop) and hop > 0):
         raise ValueError(f"hop must be a positive number of seconds, got {hop!r}")
-    finite = scores[np.isfinite(scores)]
-    if finite.size and float(np.abs(finite).max()) > _FLOAT16_MAX:
-        raise ValueError("scores exceed the float16 range; store probabilities, not logits")
+    if scores.dtype != np.float16 and scores.size:
+        # fmax/fmin skip NaN and reduce without copying the (possibly hours-long) matrix
+        flat = scores.reshape(-1)
+        extreme = max(abs(float(np.fmax.reduce(flat))), abs(float(np.fmin.reduce(flat))))
+        if extreme > _FLOAT16_MAX:
+            raise ValueError("scores exceed the float16 range; store probabilities, not logits")
     meta_json = json.dumps(_jsonable(dict(meta or {})), ensure_ascii=False, allow_nan=False)
     with atomic_path(path) as temp, open(temp, "wb") as fh:
         # A file object, so numpy does not append ".npz" to the temporary name.
         np.savez_compressed(
             fh,
-            scores=scores.astype(np.float16),
+            scores=scores.astype(np.float16, copy=False),
             hop=np.float64(hop),
             names=np.array([lab.name for lab in labels], dtype=str),
             mids=np.array([lab.mid for lab in labels], dtype=str),

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from earmark import assets
+from earmark import assets, evaluate, synth, tuning
 
 EXIT_OK = 0
 EXIT_FILES_FAILED = 1
@@ -318,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     lab = sub.add_parser("labels", help="list the class labels (index, mid, name)")
     lab.add_argument("search", nargs="?", help="substring of the name, or a mid")
     lab.set_defaults(func=cmd_labels)
+
+    synth.add_parser(sub)
+    tuning.add_parser(sub)
+    evaluate.add_parser(sub)
     return parser
 
 

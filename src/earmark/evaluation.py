@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -67,6 +68,7 @@ __all__ = [
     "drop_labels",
     "event_based_metrics",
     "file_key",
+    "load_jams",
     "load_label_map",
     "load_reference",
     "map_predictions",
@@ -514,6 +516,7 @@ def load_reference(path: str | Path, file: str | None = None) -> list[RefEvent]:
       are ignored.
     * CSV/TSV with a header naming the columns (``onset``/``start``, ``offset``/``end``,
       ``label``/``event_label``/``class`` and optionally ``filename``/``file``).
+    * JAMS (``.jams``), see :func:`load_jams`.
 
     Args:
         path: the annotation file.
@@ -525,6 +528,8 @@ def load_reference(path: str | Path, file: str | None = None) -> list[RefEvent]:
     """
     path = Path(path)
     default_file = file if file is not None else path.stem
+    if path.suffix.lower() == ".jams":
+        return load_jams(path, file=file)
     rows = _split_rows(path.read_text(encoding="utf-8-sig"), path.suffix.lower())
     if not rows:
         return []
@@ -563,6 +568,57 @@ def load_reference(path: str | Path, file: str | None = None) -> list[RefEvent]:
         label = " ".join(f for f in row[k + 2 :] if f)
         event_file = row[0] if k >= 1 else default_file
         events.append(_make_event(path, n, event_file, row[k], row[k + 1], label))
+    return events
+
+
+_JAMS_NAMESPACES = ("scaper", "tag_open")
+
+
+def load_jams(path: str | Path, file: str | None = None) -> list[RefEvent]:
+    """Read the events of a JAMS annotation file (e.g. one written by scaper).
+
+    Every annotation whose ``namespace`` is ``scaper`` or ``tag_open`` is read; each item of its
+    ``data`` list (``time``, ``duration``, ``value``) is one event. The label is ``value`` itself,
+    or ``value["label"]`` when ``value`` is a mapping (scaper also stores background items, with
+    ``value["role"] == "background"``: they are skipped).
+
+    Args:
+        path: the ``.jams`` file.
+        file: file name of the events (default: the stem of ``path``).
+
+    Returns:
+        The events sorted by onset.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a JAMS (JSON) file ({exc})") from None
+    default_file = file if file is not None else path.stem
+    annotations = data.get("annotations", []) if isinstance(data, dict) else []
+    events: list[RefEvent] = []
+    for i, annotation in enumerate(annotations):
+        if not isinstance(annotation, dict) or annotation.get("namespace") not in _JAMS_NAMESPACES:
+            continue
+        for j, item in enumerate(annotation.get("data") or []):
+            if not isinstance(item, dict):
+                raise ValueError(f"{path}: annotation {i}, item {j} is not an object")
+            value = item.get("value")
+            if isinstance(value, dict):
+                if value.get("role") == "background":
+                    continue
+                value = value.get("label")
+            if value is None or str(value).strip() == "":
+                continue
+            try:
+                onset = float(item["time"])
+                offset = onset + float(item["duration"])
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(
+                    f"{path}: annotation {i}, item {j} needs numeric time and duration"
+                ) from None
+            events.append(RefEvent(default_file, onset, offset, str(value).strip()))
+    events.sort(key=lambda e: (e.onset, e.offset, e.label))
     return events
 
 

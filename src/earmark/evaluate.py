@@ -1,0 +1,756 @@
+"""``earmark evaluate PRED REF``: score an earmark output folder against reference annotations.
+
+Metrics (all on the reference vocabulary, after mapping AudioSet classes to reference labels):
+
+* event-based P/R/F1 and error rates (onset collar 0.2 s, offset collar max(0.2 s, 20 %)) and
+  segment-based (1 s) metrics, micro, macro and per class: :mod:`earmark.evaluation`;
+* PSDS1 and PSDS2 (polyphonic sound detection score, Bilen et al. 2020, ICASSP) from the
+  framewise scores, computed threshold-independently over every distinct score value as in
+  Ebbers et al. 2022 (ICASSP): :func:`psds`.
+
+Outputs: a terminal table, ``metrics.json`` and a self-contained ``evaluation.html`` (per-class
+table and PSD-ROC curves as inline SVG), each written atomically.
+
+PSDS definitions used here (our own implementation of the published ones). For a class ``c`` and
+a decision threshold ``t``, the detections are the maximal runs of frames whose score is ``>= t``
+(within one file). With intersections summed over reference events:
+
+* a detection passes the detection tolerance criterion (DTC) when its intersection with reference
+  events of ``c`` is at least ``dtc`` times its length; otherwise it is a false positive;
+* a reference event of ``c`` is a true positive when its intersection with the detections that
+  pass the DTC is at least ``gtc`` times its length (ground truth intersection criterion);
+* a false positive is a cross-trigger on class ``c'`` when its intersection with reference events
+  of ``c'`` is at least ``cttc`` times its length.
+
+``TPR = TP / Nref``; ``FPR = FP / total audio duration`` (per hour);
+``eFPR = FPR + alpha_ct * mean over c' != c of CT(c') / duration of c' events`` (per hour). Each
+class's ROC keeps, for every eFPR, the best TPR reachable at that eFPR or less; the PSD-ROC is
+``mean_c TPR_c(e) - alpha_st * std_c TPR_c(e)`` (clipped at 0) and PSDS is its area for
+``e`` in ``[0, max_efpr]`` divided by ``max_efpr``. PSDS is computed over the classes that have
+at least one reference event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from earmark.evaluation import (
+    RefEvent,
+    event_based_metrics,
+    file_key,
+    load_label_map,
+    load_reference,
+    map_predictions,
+    segment_based_metrics,
+)
+
+__all__ = [
+    "PSDS1",
+    "PSDS2",
+    "FileScores",
+    "PsdsParams",
+    "add_parser",
+    "evaluate",
+    "expand_label_map",
+    "load_predictions",
+    "load_references",
+    "psds",
+    "render_html",
+]
+
+REFERENCE_SUFFIXES = (".tsv", ".txt", ".csv", ".jams")
+SECONDS_PER_HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class PsdsParams:
+    """Parameters of one PSDS scenario (DCASE 2021+ naming)."""
+
+    dtc: float
+    gtc: float
+    cttc: float | None = None
+    alpha_ct: float = 0.0
+    alpha_st: float = 1.0
+    max_efpr: float = 100.0
+
+
+PSDS1 = PsdsParams(dtc=0.7, gtc=0.7, cttc=None, alpha_ct=0.0, alpha_st=1.0, max_efpr=100.0)
+PSDS2 = PsdsParams(dtc=0.1, gtc=0.1, cttc=0.3, alpha_ct=0.5, alpha_st=1.0, max_efpr=100.0)
+
+
+@dataclass
+class FileScores:
+    """Framewise scores of one file in the reference vocabulary.
+
+    ``scores[i, k]`` is the score of class ``classes[k]`` in ``[i * hop, (i + 1) * hop)``; the
+    last frame ends at ``duration`` when that is shorter.
+    """
+
+    scores: np.ndarray
+    hop: float
+    classes: list[str]
+    duration: float
+
+    def edges(self) -> np.ndarray:
+        """Frame boundaries in seconds, ``len(scores) + 1`` values."""
+        n = len(self.scores)
+        edges = np.arange(n + 1, dtype=np.float64) * self.hop
+        if n and (n - 1) * self.hop < self.duration < edges[-1]:
+            edges[-1] = self.duration
+        return edges
+
+
+# --------------------------------------------------------------------------------------------
+# PSDS
+
+
+def _coverage(edges: np.ndarray, events: Sequence[RefEvent]) -> np.ndarray:
+    """Seconds of each frame covered by ``events`` (overlaps counted once per event)."""
+    cov = np.zeros(len(edges) - 1)
+    for e in events:
+        cov += np.clip(np.minimum(edges[1:], e.offset) - np.maximum(edges[:-1], e.onset), 0, None)
+    return cov
+
+
+def _runs(mask: np.ndarray, breaks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start (inclusive) and stop (exclusive) frame indices of the runs of True in ``mask``.
+
+    ``breaks[i]`` True means frame ``i`` starts a new file: runs never cross it.
+    """
+    m = mask.astype(np.int8)
+    prev = np.concatenate(([0], m[:-1]))
+    prev[breaks] = 0
+    nxt = np.concatenate((m[1:], [0]))
+    nxt[np.concatenate((breaks[1:], [True]))] = 0
+    starts = np.flatnonzero((m == 1) & (prev == 0))
+    stops = np.flatnonzero((m == 1) & (nxt == 0)) + 1
+    return starts, stops
+
+
+def _class_roc(
+    k: int,
+    scores: np.ndarray,
+    lengths: np.ndarray,
+    breaks: np.ndarray,
+    cov: np.ndarray,
+    ref_cov: tuple[np.ndarray, np.ndarray, np.ndarray],
+    n_ref: int,
+    ref_seconds: np.ndarray,
+    total_seconds: float,
+    params: PsdsParams,
+) -> tuple[np.ndarray, np.ndarray]:
+    """TPR and eFPR (per hour) of class ``k`` at every distinct threshold, plus "nothing"."""
+    cum_len = np.concatenate(([0.0], np.cumsum(lengths)))
+    cum_cov = np.concatenate(([0.0], np.cumsum(cov[:, k])))
+    gt_index, gt_frame, gt_weight = ref_cov  # sparse (event, frame, seconds covered)
+    gt_len = np.bincount(gt_index, weights=gt_weight, minlength=n_ref)
+    others = [j for j in range(cov.shape[1]) if j != k]
+    cum_other = {j: np.concatenate(([0.0], np.cumsum(cov[:, j]))) for j in others}
+    use_ct = params.alpha_ct > 0 and params.cttc is not None and others
+    column = scores[:, k]
+    thresholds = np.unique(column)[::-1]
+    tpr = [0.0]
+    efpr = [0.0]
+    for t in thresholds:
+        starts, stops = _runs(column >= t, breaks)
+        det_len = cum_len[stops] - cum_len[starts]
+        inter = cum_cov[stops] - cum_cov[starts]
+        ok = inter >= params.dtc * det_len - 1e-9
+        n_fp = int((~ok).sum())
+        if n_ref:
+            good = np.zeros(len(lengths) + 1)
+            np.add.at(good, starts[ok], 1.0)
+            np.add.at(good, stops[ok], -1.0)
+            passing = np.cumsum(good)[:-1] > 0.5
+            hit = np.bincount(gt_index, weights=gt_weight * passing[gt_frame], minlength=n_ref)
+            n_tp = int(((hit >= params.gtc * gt_len - 1e-9) & (gt_len > 0)).sum())
+        else:
+            n_tp = 0
+        fpr = n_fp / total_seconds * SECONDS_PER_HOUR
+        if use_ct:
+            fs, fe, fl = starts[~ok], stops[~ok], det_len[~ok]
+            rates = []
+            for j in others:
+                ct = int(((cum_other[j][fe] - cum_other[j][fs]) >= params.cttc * fl - 1e-9).sum())
+                rates.append(ct / max(ref_seconds[j], 1e-12) * SECONDS_PER_HOUR)
+            fpr += params.alpha_ct * float(np.mean(rates))
+        tpr.append(n_tp / max(n_ref, 1))
+        efpr.append(fpr)
+    return np.array(tpr), np.array(efpr)
+
+
+def _monotone(tpr: np.ndarray, efpr: np.ndarray, max_efpr: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each distinct eFPR <= max_efpr, the best TPR reachable at that eFPR or lower."""
+    order = np.lexsort((tpr, efpr))
+    tpr, efpr = np.maximum.accumulate(tpr[order]), efpr[order]
+    x, idx = np.unique(efpr[::-1], return_index=True)
+    y = tpr[::-1][idx]
+    keep = x <= max_efpr
+    return y[keep], x[keep]
+
+
+def psds(
+    reference: Sequence[RefEvent],
+    scores: Mapping[str, FileScores],
+    params: PsdsParams = PSDS1,
+    classes: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Polyphonic sound detection score from framewise scores (see the module docstring).
+
+    Args:
+        reference: reference events; files are matched to ``scores`` by :func:`file_key`.
+        scores: per file key, the framewise scores in the reference vocabulary (all files must
+            list the same classes in the same order). Their durations make the total duration.
+        params: the scenario (:data:`PSDS1`, :data:`PSDS2` or custom).
+        classes: the classes to score (default: the score classes that occur in the reference).
+
+    Returns:
+        ``{"psds": float, "roc": {"efpr": [...], "tpr": [...]}, "class_roc": {c: {...}},
+        "params": {...}, "classes": [...]}``. ``psds`` is NaN when no class has references.
+    """
+    files = [scores[k] for k in sorted(scores)]
+    if not files:
+        raise ValueError("no scores to evaluate")
+    all_classes = files[0].classes
+    if any(f.classes != all_classes for f in files):
+        raise ValueError("every file's scores must list the same classes")
+    refs = [e for e in reference if file_key(e.file) in scores and e.label in all_classes]
+    present = {e.label for e in refs}
+    wanted = [c for c in (classes or all_classes) if c in present]
+    result: dict[str, Any] = {"params": asdict(params), "classes": wanted}
+    if not wanted:
+        return {**result, "psds": math.nan, "roc": {"efpr": [], "tpr": []}, "class_roc": {}}
+
+    edges = [f.edges() for f in files]
+    lengths = np.concatenate([np.diff(e) for e in edges])
+    matrix = np.concatenate([f.scores for f in files]).astype(np.float64)
+    offsets = np.cumsum([0] + [len(f.scores) for f in files])[:-1]
+    breaks = np.zeros(len(lengths), dtype=bool)
+    breaks[offsets.clip(max=len(lengths) - 1)] = True
+    total_seconds = float(sum(f.duration for f in files))
+    by_file: dict[str, list[RefEvent]] = {}
+    for e in refs:
+        by_file.setdefault(file_key(e.file), []).append(e)
+    keys = sorted(scores)
+    cov = np.stack(
+        [
+            np.concatenate(
+                [
+                    _coverage(ed, [e for e in by_file.get(key, []) if e.label == c])
+                    for key, ed in zip(keys, edges, strict=True)
+                ]
+            )
+            for c in all_classes
+        ],
+        axis=1,
+    )
+    ref_seconds = np.array(
+        [sum(e.offset - e.onset for e in refs if e.label == c) for c in all_classes]
+    )
+
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for c in wanted:
+        k = all_classes.index(c)
+        index, frame, weight = [], [], []
+        for key, ed, first in zip(keys, edges, offsets, strict=True):
+            for e in by_file.get(key, []):
+                if e.label == c:
+                    covered = _coverage(ed, [e])
+                    nz = np.flatnonzero(covered)
+                    index.append(np.full(len(nz), len(index)))
+                    frame.append(nz + first)
+                    weight.append(covered[nz])
+        sparse = (
+            np.concatenate(index or [np.zeros(0)]).astype(np.int64),
+            np.concatenate(frame or [np.zeros(0)]).astype(np.int64),
+            np.concatenate(weight or [np.zeros(0)]),
+        )
+        tpr, efpr = _class_roc(
+            k, matrix, lengths, breaks, cov, sparse, len(index), ref_seconds, total_seconds, params
+        )
+        curves[c] = _monotone(tpr, efpr, params.max_efpr)
+
+    grid = np.unique(np.concatenate([x for _, x in curves.values()]))
+    stacked = []
+    for y, x in curves.values():
+        pos = np.searchsorted(x, grid, side="right") - 1  # "previous" interpolation
+        stacked.append(np.where(pos >= 0, y[pos.clip(min=0)], 0.0))
+    tprs = np.array(stacked)
+    roc = np.maximum(tprs.mean(0) - params.alpha_st * tprs.std(0), 0.0)
+    x = np.append(grid, params.max_efpr)
+    y = np.append(roc, roc[-1])
+    area = float(np.sum(y[:-1] * np.diff(x)))
+    return {
+        **result,
+        "psds": area / params.max_efpr,
+        "roc": {"efpr": x.tolist(), "tpr": y.tolist()},
+        "class_roc": {
+            c: {"efpr": x_.tolist(), "tpr": y_.tolist()} for c, (y_, x_) in curves.items()
+        },
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_references(path: str | Path) -> tuple[list[RefEvent], set[str]]:
+    """Reference events from an annotation file or a folder of them (searched recursively).
+
+    Returns the events and the keys (see :func:`file_key`) of the annotated files: the files
+    named in the events, plus the stem of every per-file annotation (so a file whose annotation
+    is empty still counts as annotated).
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in REFERENCE_SUFFIXES)
+    elif path.exists():
+        files = [path]
+    else:
+        raise FileNotFoundError(f"reference {path} does not exist")
+    if not files:
+        raise ValueError(f"no annotation files ({', '.join(REFERENCE_SUFFIXES)}) in {path}")
+    events: list[RefEvent] = []
+    keys: set[str] = set()
+    for file in files:
+        found = load_reference(file)
+        events += found
+        keys |= {file_key(e.file) for e in found}
+        if path.is_dir() and not any(file_key(e.file) != file.stem for e in found):
+            keys.add(file.stem)  # a per-file annotation, possibly empty
+    return events, keys
+
+
+def load_predictions(
+    out_dir: str | Path,
+) -> tuple[list[Any], dict[str, tuple[np.ndarray, float, list[Any], float]]]:
+    """Events and framewise scores of an ``earmark detect`` output folder.
+
+    Returns ``(events, {file key: (scores, hop, labels, duration)})``; the scores part is empty
+    when the run saved none.
+    """
+    from earmark.outputs import read_events, read_scores
+
+    out = Path(out_dir)
+    events_file = out / "events.csv"
+    if events_file.exists():
+        events = read_events(events_file)
+    else:
+        per_file = sorted((out / "files").rglob("*.events.csv"))
+        if not per_file and not (out / "files").is_dir():
+            raise FileNotFoundError(f"{out} is not an earmark output folder (no events.csv)")
+        events = [e for p in per_file for e in read_events(p)]
+    scores: dict[str, tuple[np.ndarray, float, list[Any], float]] = {}
+    for path in sorted((out / "files").rglob("*.scores.npz")):
+        matrix, hop, labels, meta = read_scores(path)
+        name = meta.get("file") or path.name[: -len(".scores.npz")]
+        duration = float(meta.get("duration") or len(matrix) * hop)
+        scores[file_key(name)] = (matrix, hop, labels, duration)
+    return events, scores
+
+
+def expand_label_map(
+    label_map: Mapping[str, Sequence[str]], ontology: Any | None
+) -> dict[str, list[str]]:
+    """Add every ontology descendant of each listed class (by name) to the label map."""
+    if ontology is None:
+        return {k: list(v) for k, v in label_map.items()}
+    out: dict[str, list[str]] = {}
+    for label, names in label_map.items():
+        expanded = list(names)
+        for name in names:
+            mid = ontology.find(name)
+            if mid is None:
+                continue
+            for child in sorted(ontology.descendants(mid), key=ontology.order):
+                child_name = ontology.name(child)
+                if child_name not in expanded:
+                    expanded.append(child_name)
+        out[label] = expanded
+    return out
+
+
+def _map_scores(
+    matrix: np.ndarray, labels: Sequence[Any], classes: Sequence[str], label_map: Mapping | None
+) -> np.ndarray:
+    """(frames, len(classes)): per reference class, the max over its mapped score columns."""
+    out = np.zeros((len(matrix), len(classes)), dtype=np.float32)
+    for k, cls in enumerate(classes):
+        if label_map is not None:
+            wanted = set(label_map.get(cls, ()))
+            cols = [i for i, lab in enumerate(labels) if lab.name in wanted or lab.mid in wanted]
+        else:
+            cols = [i for i, lab in enumerate(labels) if lab.name.lower() == cls.lower()]
+        if cols and len(matrix):
+            out[:, k] = matrix[:, cols].max(axis=1)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Orchestration
+
+
+@dataclass
+class Evaluation:
+    """Everything ``earmark evaluate`` computes (``to_dict`` is ``metrics.json``)."""
+
+    classes: list[str]
+    event: dict[str, Any]
+    segment: dict[str, Any]
+    psds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (NaN becomes ``null``)."""
+        return _clean(asdict(self))
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return None if not math.isfinite(float(obj)) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def evaluate(
+    pred_dir: str | Path,
+    reference: str | Path,
+    label_map: Mapping[str, Sequence[str]] | None = None,
+    descendants: bool = True,
+    ontology: Any | None = None,
+    with_psds: bool = True,
+) -> Evaluation:
+    """Evaluate an ``earmark detect`` output folder against reference annotations.
+
+    Args:
+        pred_dir: the output folder of ``earmark detect``.
+        reference: an annotation file or a folder of them (DCASE TSV, Audacity, CSV, scaper
+            ``.txt``, JAMS).
+        label_map: reference label -> AudioSet class names; ``None`` compares labels by name
+            (case-insensitive).
+        descendants: with a label map, also count every ontology descendant of a listed class.
+        ontology: an :class:`earmark.labels.Ontology` (loaded from the model assets when needed
+            and not given).
+        with_psds: compute PSDS1/PSDS2 (needs the saved framewise scores).
+    """
+    warnings: list[str] = []
+    ref_events, ref_keys = load_references(reference)
+    predicted, raw_scores = load_predictions(pred_dir)
+    if label_map is not None and descendants:
+        if ontology is None:
+            from earmark import assets
+            from earmark.labels import Ontology
+
+            ontology = Ontology.from_json(assets.resolve(assets.get_asset("ontology")).path)
+        label_map = expand_label_map(label_map, ontology)
+    ref_labels = sorted({e.label for e in ref_events})
+    if label_map is not None:
+        classes = list(dict.fromkeys([*ref_labels, *label_map]))
+        unmapped = [c for c in ref_labels if c not in label_map]
+        if unmapped:
+            warnings.append(f"reference labels not in the label map (never predicted): {unmapped}")
+        mapped = map_predictions(predicted, label_map)
+    else:
+        classes = ref_labels
+        by_lower = {c.lower(): c for c in classes}
+        mapped = [
+            RefEvent(str(e.file), float(e.onset), float(e.offset), by_lower[e.label.lower()])
+            for e in predicted
+            if e.label.lower() in by_lower
+        ]
+    pred_keys = {file_key(e.file) for e in predicted} | set(raw_scores)
+    extra = sorted(pred_keys - ref_keys)
+    if extra:
+        warnings.append(f"{len(extra)} predicted file(s) without reference, ignored: {extra[:5]}")
+    missing = sorted(ref_keys - pred_keys)
+    if missing:
+        warnings.append(f"{len(missing)} annotated file(s) without predictions: {missing[:5]}")
+    mapped = [e for e in mapped if file_key(e.file) in ref_keys]
+    durations = {k: v[3] for k, v in raw_scores.items() if k in ref_keys}
+    event = event_based_metrics(ref_events, mapped, labels=classes)
+    segment = segment_based_metrics(ref_events, mapped, durations=durations, labels=classes)
+    result = Evaluation(classes, event, segment, files=sorted(ref_keys), warnings=warnings)
+    if with_psds:
+        scored = {
+            k: FileScores(_map_scores(m, labs, classes, label_map), hop, classes, dur)
+            for k, (m, hop, labs, dur) in raw_scores.items()
+            if k in ref_keys
+        }
+        if not scored:
+            warnings.append("no framewise scores (run detect without --no-scores): no PSDS")
+        else:
+            if len(scored) < len(ref_keys):
+                warnings.append("PSDS uses only the annotated files that have scores")
+            for name, params in (("psds1", PSDS1), ("psds2", PSDS2)):
+                result.psds[name] = psds(ref_events, scored, params, classes)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Reports
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+_COLUMNS = ("Nref", "Nsys", "event F1", "event P", "event R", "event ER", "segment F1")
+
+
+def _rows(ev: Evaluation) -> list[tuple[str, list[str]]]:
+    rows = []
+    for c in ev.classes:
+        e, s = ev.event["class_wise"][c], ev.segment["class_wise"][c]
+        rows.append(
+            (
+                c,
+                [
+                    str(e["Nref"]),
+                    str(e["Nsys"]),
+                    _fmt(e["f1"]),
+                    _fmt(e["precision"]),
+                    _fmt(e["recall"]),
+                    _fmt(e["error_rate"]),
+                    _fmt(s["f1"]),
+                ],
+            )
+        )
+    for name, e, s in (
+        ("micro", ev.event["overall"], ev.segment["overall"]),
+        ("macro", ev.event["macro"], ev.segment["macro"]),
+    ):
+        counts = [str(e["Nref"]), str(e["Nsys"])] if name == "micro" else ["", ""]
+        rows.append(
+            (
+                name,
+                [
+                    *counts,
+                    _fmt(e["f1"]),
+                    _fmt(e["precision"]),
+                    _fmt(e["recall"]),
+                    _fmt(e["error_rate"]),
+                    _fmt(s["f1"]),
+                ],
+            )
+        )
+    return rows
+
+
+def print_table(ev: Evaluation, stream: TextIO) -> None:
+    """Per-class and overall metrics as a text table, then error rates and PSDS."""
+    rows = _rows(ev)
+    width = max([len("class")] + [len(name) for name, _ in rows])
+    stream.write(f"{'class':<{width}}  " + "  ".join(f"{c:>10}" for c in _COLUMNS) + "\n")
+    for i, (name, cells) in enumerate(rows):
+        if i == len(ev.classes):
+            stream.write("-" * (width + 12 * len(_COLUMNS)) + "\n")
+        stream.write(f"{name:<{width}}  " + "  ".join(f"{c:>10}" for c in cells) + "\n")
+    o = ev.event["overall"]
+    stream.write(
+        f"\nevent-based ER {_fmt(o['error_rate'])} (S {o['S']}, D {o['D']}, I {o['I']};"
+        " collars: onset 0.2 s, offset max(0.2 s, 20 %))\n"
+    )
+    s = ev.segment["overall"]
+    stream.write(
+        f"segment-based (1 s) F1 {_fmt(s['f1'])}, ER {_fmt(s['error_rate'])}"
+        f" (S {s['S']}, D {s['D']}, I {s['I']})\n"
+    )
+    for name, res in ev.psds.items():
+        stream.write(f"{name.upper()} {_fmt(res['psds'])}\n")
+    for warning in ev.warnings:
+        stream.write(f"warning: {warning}\n")
+
+
+_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+def _svg_roc(title: str, res: Mapping[str, Any], width: int = 420, height: int = 300) -> str:
+    """A PSD-ROC plot (per-class curves thin, the PSD-ROC thick) as an inline SVG element."""
+    max_x = float(res["params"]["max_efpr"])
+    left, right, top, bottom = 48, 12, 24, 40
+    pw, ph = width - left - right, height - top - bottom
+
+    def sx(x: float) -> float:
+        return left + pw * min(x, max_x) / max_x
+
+    def sy(y: float) -> float:
+        return top + ph * (1.0 - y)
+
+    def path(xs: Sequence[float], ys: Sequence[float]) -> str:
+        pts: list[str] = []
+        prev = 0.0
+        for x, y in zip(xs, ys, strict=True):  # staircase: hold each TPR until the next eFPR
+            pts.append(f"{sx(x):.1f},{sy(prev):.1f}")
+            pts.append(f"{sx(x):.1f},{sy(y):.1f}")
+            prev = y
+        pts.append(f"{sx(max_x):.1f},{sy(prev):.1f}")
+        return "M" + " L".join(pts)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(title)}">',
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>',
+        f'<text x="{left}" y="16" font-size="13">{html.escape(title)} = {_fmt(res["psds"])}</text>',
+    ]
+    for i in range(6):
+        y = i / 5
+        parts.append(
+            f'<text x="{left - 6}" y="{sy(y) + 4:.1f}" font-size="10" '
+            f'text-anchor="end">{y:.1f}</text>'
+        )
+        x = max_x * i / 5
+        parts.append(
+            f'<text x="{sx(x):.1f}" y="{top + ph + 14}" font-size="10" '
+            f'text-anchor="middle">{x:g}</text>'
+        )
+    parts.append(
+        f'<text x="{left + pw / 2}" y="{height - 6}" font-size="11" text-anchor="middle">'
+        "eFPR (per hour)</text>"
+    )
+    parts.append(
+        f'<text x="12" y="{top + ph / 2}" font-size="11" text-anchor="middle" '
+        f'transform="rotate(-90 12 {top + ph / 2})">TPR</text>'
+    )
+    for i, (cls, curve) in enumerate(res.get("class_roc", {}).items()):
+        color = _PALETTE[i % len(_PALETTE)]
+        parts.append(
+            f'<path d="{path(curve["efpr"], curve["tpr"])}" fill="none" stroke="{color}" '
+            f'stroke-width="1" opacity="0.6"><title>{html.escape(cls)}</title></path>'
+        )
+    roc = res.get("roc", {})
+    if roc.get("efpr"):
+        parts.append(
+            f'<path d="{path(roc["efpr"], roc["tpr"])}" fill="none" stroke="#000" '
+            'stroke-width="2.5"><title>PSD-ROC</title></path>'
+        )
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def render_html(ev: Evaluation, title: str = "earmark evaluation") -> str:
+    """A self-contained HTML page: summary, per-class table, PSD-ROC curves (inline SVG)."""
+    esc = html.escape
+    head = "".join(f"<th>{esc(c)}</th>" for c in ("class", *_COLUMNS))
+    body = []
+    for i, (name, cells) in enumerate(_rows(ev)):
+        cls = ' class="total"' if i >= len(ev.classes) else ""
+        tds = "".join(f"<td>{esc(c)}</td>" for c in cells)
+        body.append(f"<tr{cls}><th>{esc(name)}</th>{tds}</tr>")
+    o, s = ev.event["overall"], ev.segment["overall"]
+    summary = [
+        f"event-based F1 {_fmt(o['f1'])}, ER {_fmt(o['error_rate'])} "
+        f"(S {o['S']}, D {o['D']}, I {o['I']})",
+        f"segment-based (1 s) F1 {_fmt(s['f1'])}, ER {_fmt(s['error_rate'])}",
+        *(f"{k.upper()} {_fmt(v['psds'])}" for k, v in ev.psds.items()),
+    ]
+    plots = "\n".join(_svg_roc(k.upper(), v) for k, v in ev.psds.items())
+    warns = "".join(f"<li>{esc(w)}</li>" for w in ev.warnings)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; }}
+th, td {{ padding: 3px 10px; border-bottom: 1px solid #ddd; text-align: right; }}
+tr th:first-child {{ text-align: left; }}
+tr.total {{ font-weight: bold; background: #f4f4f4; }}
+.plots svg {{ margin: 0 1em 1em 0; }}
+</style></head>
+<body>
+<h1>{esc(title)}</h1>
+<p>{len(ev.files)} annotated file(s), {len(ev.classes)} class(es).
+Event-based: onset collar 0.2 s, offset collar max(0.2 s, 20 % of the event).</p>
+<ul>{"".join(f"<li>{esc(x)}</li>" for x in summary)}</ul>
+<h2>Per class</h2>
+<table id="per-class"><thead><tr>{head}</tr></thead><tbody>
+{"".join(body)}
+</tbody></table>
+<h2>PSD-ROC</h2>
+<div class="plots">{plots or "<p>no framewise scores: PSDS not computed</p>"}</div>
+{f"<h2>Warnings</h2><ul>{warns}</ul>" if warns else ""}
+</body></html>
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+def cmd_evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``earmark evaluate``: metrics of an output folder against reference annotations."""
+    from earmark.outputs import atomic_write_text
+
+    try:
+        label_map = load_label_map(args.label_map) if args.label_map else None
+        ev = evaluate(
+            args.pred,
+            args.ref,
+            label_map=label_map,
+            descendants=args.descendants,
+            with_psds=not args.no_psds,
+        )
+    except (OSError, ValueError) as exc:
+        print(f"earmark: {exc}", file=sys.stderr)
+        return 2
+    text = json.dumps(ev.to_dict(), indent=2) + "\n"
+    if args.output:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "metrics.json", text)
+        atomic_write_text(out / "evaluation.html", render_html(ev))
+    if args.json:
+        atomic_write_text(args.json, text)
+    if not args.quiet:
+        print_table(ev, sys.stdout)
+        if args.output:
+            print(f"\nresults in {args.output}")
+    return 0
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``evaluate`` sub-command on an ``argparse`` sub-parsers object."""
+    ev = subparsers.add_parser(
+        "evaluate",
+        help="score an output folder against reference annotations",
+        description="Event-based and segment-based F1 / error rates and PSDS1/PSDS2 of an "
+        "'earmark detect' output folder against reference annotations (DCASE TSV, Audacity "
+        "labels, CSV, scaper .txt, JAMS), matched by file stem.",
+    )
+    ev.add_argument("pred", help="output folder of 'earmark detect'")
+    ev.add_argument("ref", help="reference annotation file or folder")
+    ev.add_argument(
+        "--label-map",
+        help="YAML/JSON file (reference label -> AudioSet class names) or a built-in map "
+        "(esc10); default: compare labels by name",
+    )
+    ev.add_argument(
+        "--descendants",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="count ontology descendants of mapped classes too (default on)",
+    )
+    ev.add_argument("--no-psds", action="store_true", help="skip PSDS (faster)")
+    ev.add_argument("-o", "--output", help="folder for metrics.json and evaluation.html")
+    ev.add_argument("--json", help="write the metrics as JSON to this file")
+    ev.add_argument("-q", "--quiet", action="store_true", help="no table on stdout")
+    ev.set_defaults(func=cmd_evaluate)
+    return ev

@@ -139,7 +139,9 @@ def score_file(
 ) -> tuple[FrameScores, AudioReader]:
     """Framewise scores of one file, decoded and scored chunk by chunk."""
     with AudioReader(path, SAMPLE_RATE, CHUNK_SECONDS) as reader:
-        scores = tagger.scorer(scoring).score(prefetched(reader), progress)
+        scores = tagger.scorer(scoring).score(
+            prefetched(reader), progress, expected_seconds=reader.info.duration
+        )
     if scores.n_frames == 0:
         raise AudioError(str(path), "no audio samples to analyse")
     return scores, reader

@@ -167,16 +167,22 @@ class FrameScorer:
         self,
         chunks: Iterable[np.ndarray] | np.ndarray,
         progress: ProgressCallback | None = None,
+        expected_seconds: float | None = None,
     ) -> FrameScores:
-        """Score a 32 kHz mono float32 signal given whole or as an iterable of chunks."""
+        """Score a 32 kHz mono float32 signal given whole or as an iterable of chunks.
+
+        ``expected_seconds`` (e.g. the duration a container declares) lets the local method
+        allocate the score matrix once instead of concatenating blocks at the end.
+        """
         if isinstance(chunks, np.ndarray):
+            expected_seconds = len(chunks) / SAMPLE_RATE
             chunks = [chunks]
         opts = self.options
         self.net.set_se_context(opts.se_context if opts.method == "local" else None)
         try:
             with torch.inference_mode():
                 if opts.method == "local":
-                    scores, emb, n = self._score_local(chunks, progress)
+                    scores, emb, n = self._score_local(chunks, progress, expected_seconds)
                 else:
                     scores, emb, n = self._score_windows(chunks, progress)
         finally:
@@ -191,12 +197,16 @@ class FrameScorer:
 
     # ------------------------------------------------------------------ local method
     def _score_local(
-        self, chunks: Iterable[np.ndarray], progress: ProgressCallback | None
+        self,
+        chunks: Iterable[np.ndarray],
+        progress: ProgressCallback | None,
+        expected_seconds: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None, int]:
         opts = self.options
         buf = _SampleBuffer()
-        out_scores: list[np.ndarray] = []
-        out_emb: list[np.ndarray] = []
+        capacity = math.ceil((expected_seconds or 0.0) / FRAME_HOP) + 2
+        out_scores = _Rows(self.net.classifier[-1].out_features, opts.dtype, capacity)
+        out_emb = _Rows(self.net.embedding_dim, "float32", capacity if opts.embeddings else 0)
         next_frame = 0
         iterator = iter(chunks)
         while True:
@@ -210,7 +220,7 @@ class FrameScorer:
                 if block is None:
                     break
                 scores, emb = block
-                out_scores.append(scores.astype(opts.dtype, copy=False))
+                out_scores.append(scores)
                 if emb is not None:
                     out_emb.append(emb)
                 next_frame += len(scores)
@@ -218,7 +228,8 @@ class FrameScorer:
                     progress(min(next_frame * FRAME_HOP, buf.total / SAMPLE_RATE))
             if buf.finished:
                 break
-        return _stack(out_scores, self.net), _stack_opt(out_emb), buf.total
+        embeddings = out_emb.result() if opts.embeddings else None
+        return out_scores.result(), embeddings, buf.total
 
     def _next_local_block(
         self, buf: _SampleBuffer, j0: int
@@ -319,5 +330,26 @@ def _stack(parts: list[np.ndarray], net: MobileNet) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _stack_opt(parts: list[np.ndarray]) -> np.ndarray | None:
-    return np.concatenate(parts) if parts else None
+class _Rows:
+    """A growing ``(rows, columns)`` array filled block by block, allocated once when the
+    final size is known in advance (a concatenation at the end would need twice the memory)."""
+
+    def __init__(self, columns: int, dtype: str, capacity: int) -> None:
+        self.data = np.empty((max(capacity, 0), columns), dtype=dtype)
+        self.n = 0
+
+    def append(self, rows: np.ndarray) -> None:
+        need = self.n + len(rows)
+        if need > len(self.data):  # the estimate was short: grow by a quarter at least
+            grown = np.empty(
+                (max(need, len(self.data) * 5 // 4 + 64), self.data.shape[1]), dtype=self.data.dtype
+            )
+            grown[: self.n] = self.data[: self.n]
+            self.data = grown
+        self.data[self.n : need] = rows
+        self.n = need
+
+    def result(self) -> np.ndarray:
+        """The rows filled so far: a view, or a copy when most of the buffer went unused."""
+        filled = self.data[: self.n]
+        return filled.copy() if self.n < len(self.data) // 2 else filled

@@ -63,7 +63,7 @@ AUDIO_EXTENSIONS = frozenset(
     ]
 )
 """File endings picked up when a folder is given."""
-CHUNK_SECONDS = 30.0
+CHUNK_SECONDS = 10.0
 """Decoded audio per chunk: memory does not grow with file length."""
 PREFETCH_CHUNKS = 2
 """Decoded chunks kept ready ahead of the network (each CHUNK_SECONDS long)."""

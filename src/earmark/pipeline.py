@@ -470,9 +470,10 @@ def run(
     progress = progress or Progress()
     started_at = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
-    # model and options first: a missing model or a bad class name fails before any output
-    jobs = min(options.jobs, max(len(inputs), 1))
+    files = collect_inputs(inputs)
+    jobs = min(options.jobs, max(len(files), 1))
     threads = options.threads or default_threads(jobs)
+    # model and options before any output: a missing model or a bad class name writes nothing
     if tagger is None:
         tagger = load_model(options.model, checkpoint=options.checkpoint, threads=threads)
     elif options.threads:
@@ -480,12 +481,9 @@ def run(
     check_options(tagger, options)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = collect_inputs(inputs)
     progress.start(len(files), _estimate_seconds(files))
 
     results: list[FileResult] = []
-    jobs = min(options.jobs, max(len(files), 1))
-    threads = options.threads or default_threads(jobs)
     if jobs == 1:
         for file, root in files:
             progress.file_started(str(file))

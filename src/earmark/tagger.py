@@ -98,7 +98,7 @@ def load_model(
     state = torch.load(resolved.path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
         raise ValueError(f"{resolved.path}: not a state_dict checkpoint")
-    state = state.get("state_dict", state) if "state_dict" in state else state
+    state = state.get("state_dict", state)  # plain state_dict, or a training checkpoint
     net = build_model(spec.width, state)
     n_params = count_parameters(net)
     fuse_batchnorm(net)

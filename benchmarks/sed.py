@@ -310,7 +310,7 @@ def options_from(params: dict) -> PostprocessOptions:
     )
 
 
-def tune(
+def grid_search_global(
     scored: dict,
     files: list[str],
     refs: list[RefEvent],
@@ -320,7 +320,8 @@ def tune(
     labels: list[Label],
     metric: str = "event_f1",
 ) -> tuple[dict, float]:
-    """Grid search of post-processing parameters maximising ``metric`` on ``files``."""
+    """Grid search of the global post-processing parameters (one threshold for all classes)
+    maximising ``metric`` on ``files``: how the defaults were chosen."""
     best, best_value = {}, -1.0
     keys = list(GRID)
     for values in itertools.product(*(GRID[k] for k in keys)):
@@ -503,7 +504,7 @@ def main() -> None:
     }
     tuned = {}
     for method in ("local", "window2s", "official"):
-        params, dev_value = tune(
+        params, dev_value = grid_search_global(
             scored[method],
             split_files["dev"],
             refs["dev"],

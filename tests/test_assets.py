@@ -37,6 +37,7 @@ from earmark.assets import (
     UnpinnedAssetError,
     cache_dir,
     download,
+    fetch,
     list_models,
     locate,
     resolve,
@@ -478,6 +479,28 @@ def test_corrupted_cache_is_downloaded_again(server: Server, model_dir: Path) ->
     r = resolve(_served_labels(server))
     assert r.source == "download"
     assert sha256_file(cached) == LABELS.sha256
+
+
+def test_fetch_into_model_dir_downloads_verifies_and_repairs(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    folder = tmp_path / "models-volume"  # does not exist yet, as on a fresh volume
+    monkeypatch.setenv(MODEL_DIR_ENV, str(folder))
+    asset = _served_labels(server)
+    r = fetch(asset)
+    assert (r.source, r.path) == ("download", folder / asset.filename)
+    assert sha256_file(r.path) == LABELS.sha256
+    assert _leftovers(folder) == [asset.filename]
+    n = len(server.requests)
+    assert fetch(asset).source == "env"  # present and verified: no request
+    assert len(server.requests) == n
+    _corrupt(r.path)
+    assert fetch(asset).source == "download"  # a bad copy is replaced
+    assert sha256_file(r.path) == LABELS.sha256
+    _corrupt(r.path)
+    monkeypatch.setenv(OFFLINE_ENV, "1")
+    with pytest.raises(AssetNotFoundError, match=str(folder)):
+        fetch(asset)
 
 
 def test_download_wrong_sha256_leaves_nothing(server: Server) -> None:

@@ -293,3 +293,17 @@ def test_console_script_exit_code(tmp_path: Path, fixtures_dir: Path, model_dir:
     assert str(bad) in done.stderr
     assert "1 ok, 0 partial, 1 failed" in done.stdout
     assert (out / "files" / f"{good.name}.events.csv").is_file()
+
+
+def test_models_fetch_verifies_present_files_and_reports_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["models", "fetch"]) == EXIT_OK  # model dir has the default model and labels
+    out = capsys.readouterr().out
+    assert "mn04_as_mAP_432.pt\tenv\t" in out and "class_labels_indices.csv" in out
+    monkeypatch.setenv("EARMARK_OFFLINE", "1")
+    assert main(["models", "fetch", "mn10_as", "--dir", str(tmp_path)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "mn10_as_mAP_471.pt" in err and "EARMARK_OFFLINE" in err and "https://" in err
+    assert main(["models", "fetch", "no-such-model"]) == EXIT_USAGE
+    assert "Unknown asset 'no-such-model'" in capsys.readouterr().err

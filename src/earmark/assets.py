@@ -665,6 +665,45 @@ def resolve(
 _download = download
 
 
+def fetch(
+    asset: Asset | str,
+    dest_dir: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> ResolvedAsset:
+    """Make sure an asset is present and verified in a folder, downloading it if needed.
+
+    The folder is ``dest_dir``, else ``$EARMARK_MODEL_DIR`` (created if missing), else the user
+    cache (then this is :func:`resolve`). A file already there is verified against its pinned
+    sha256; a missing or bad one is downloaded (verified, atomic write). This is what a
+    container's start-up step or an air-gapped preparation uses: ``earmark models fetch``.
+
+    Raises:
+        AssetNotFoundError, UnpinnedAssetError, AssetIntegrityError: as :func:`download`.
+    """
+    asset = _as_asset(asset)
+    folder = Path(dest_dir).expanduser() if dest_dir is not None else _model_dir()
+    if folder is None:
+        return resolve(asset, progress=progress)
+    target = folder / asset.filename
+    if target.is_file():
+        try:
+            _check(asset, target)
+            return ResolvedAsset(asset, target, "explicit" if dest_dir is not None else "env")
+        except AssetIntegrityError as exc:
+            log.warning("%s; downloading it again", exc)
+    if _env_flag(OFFLINE_ENV):
+        raise AssetNotFoundError(
+            f"Model asset {asset.filename} is not in {folder} and downloads are disabled "
+            f"({OFFLINE_ENV} is set). Download {asset.url} into {folder}.",
+            asset_filename=asset.filename,
+            url=asset.url,
+            searched=(str(target),),
+        )
+    log.info("Downloading %s from %s to %s", asset.filename, asset.url, target)
+    _download(asset.url, target, asset.sha256, progress=progress)
+    return ResolvedAsset(asset, target, "download")
+
+
 def locate(asset: Asset | str, verify: bool = True) -> ResolvedAsset | None:
     """Like :func:`resolve` without an explicit path and without downloading.
 

@@ -244,6 +244,23 @@ def cmd_models(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def cmd_models_fetch(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``earmark models fetch``: download and verify model files (exit 2 if any is missing)."""
+    names = args.names or [assets.DEFAULT_MODEL, "labels", "ontology"]
+    status = EXIT_OK
+    for name in names:
+        try:
+            found = assets.fetch(name, args.dir)
+        except (KeyError, assets.AssetNotFoundError, assets.AssetIntegrityError) as exc:
+            reason = exc.args[0] if isinstance(exc, KeyError) else exc
+            print(f"earmark: {name}: {reason}", file=sys.stderr)
+            status = EXIT_USAGE
+            continue
+        if not args.quiet:
+            print(f"{found.asset.filename}\t{found.source}\t{found.path}")
+    return status
+
+
 def cmd_labels(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``earmark labels``: the classes a model reports (for --labels, --exclude, thresholds)."""
     from earmark.labels import load_labels
@@ -314,6 +331,18 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--json", action="store_true", help="machine-readable output")
     mod.add_argument("--verify", action="store_true", help="check sha256 of files found")
     mod.set_defaults(func=cmd_models)
+    mod_sub = mod.add_subparsers(dest="models_command")
+    fetch = mod_sub.add_parser(
+        "fetch",
+        help="download and verify model files into EARMARK_MODEL_DIR (or the cache)",
+        description="Make sure model files are present and sha256-verified, downloading what "
+        "is missing or bad. Into --dir, else $EARMARK_MODEL_DIR, else the user cache. With no "
+        "names: the default model, the labels and the ontology.",
+    )
+    fetch.add_argument("names", nargs="*", help="model names or asset roles (labels, ontology)")
+    fetch.add_argument("--dir", help="target folder (default: $EARMARK_MODEL_DIR, else cache)")
+    fetch.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    fetch.set_defaults(func=cmd_models_fetch)
 
     lab = sub.add_parser("labels", help="list the class labels (index, mid, name)")
     lab.add_argument("search", nargs="?", help="substring of the name, or a mid")

@@ -20,7 +20,12 @@ from earmark.evaluate import (
     psds,
     render_html,
 )
-from earmark.evaluation import RefEvent, event_based_metrics, load_reference
+from earmark.evaluation import (
+    RefEvent,
+    event_based_metrics,
+    load_reference,
+    segment_based_metrics,
+)
 from earmark.labels import Label
 from earmark.outputs import write_events_csv, write_scores
 
@@ -102,9 +107,8 @@ def _random_case(seed: int) -> tuple[list[RefEvent], dict[str, FileScores]]:
 
 
 def test_psds_matches_sed_scores_eval() -> None:
-    """Optional cross-check (skipped when sed_scores_eval cannot be imported)."""
-    pytest.importorskip("pandas")
-    sse = pytest.importorskip("sed_scores_eval")
+    """Cross-check of our PSDS against sed_scores_eval (a test dependency)."""
+    import sed_scores_eval as sse
     from sed_scores_eval.base_modules import statistics
     from sed_scores_eval.base_modules.scores import create_score_dataframe
 
@@ -145,8 +149,9 @@ def test_psds_matches_sed_scores_eval() -> None:
 
 
 def test_event_metrics_match_sed_eval() -> None:
-    """Optional cross-check of event_based_metrics (skipped when sed_eval cannot be imported)."""
-    sed_eval = pytest.importorskip("sed_eval")
+    """Cross-check of event_based_metrics against sed_eval (a test dependency)."""
+    import sed_eval
+
     ref = [
         RefEvent("f.wav", 1.0, 3.0, "dog"),
         RefEvent("f.wav", 5.0, 6.0, "dog"),
@@ -180,6 +185,46 @@ def test_event_metrics_match_sed_eval() -> None:
     assert ours["overall"]["error_rate"] == pytest.approx(
         theirs["overall"]["error_rate"]["error_rate"]
     )
+
+
+def test_segment_metrics_match_sed_eval() -> None:
+    """Segment-based F1 and error rate against sed_eval on a case with partial overlaps."""
+    import dcase_util
+    import sed_eval
+
+    ref = [
+        RefEvent("f.wav", 0.5, 3.2, "dog"),
+        RefEvent("f.wav", 2.0, 4.0, "siren"),
+        RefEvent("f.wav", 7.3, 9.9, "dog"),
+    ]
+    pred = [
+        RefEvent("f.wav", 0.9, 2.1, "dog"),
+        RefEvent("f.wav", 3.5, 6.2, "siren"),
+        RefEvent("f.wav", 7.0, 8.0, "siren"),  # a substitution for the dog in 7-8
+    ]
+    ours = segment_based_metrics(ref, pred, segment_length=1.0, durations={"f.wav": 10.0})
+
+    def listing(events: list[RefEvent]) -> dcase_util.containers.MetaDataContainer:
+        return dcase_util.containers.MetaDataContainer(
+            [
+                {"filename": e.file, "onset": e.onset, "offset": e.offset, "event_label": e.label}
+                for e in events
+            ]
+        )
+
+    metric = sed_eval.sound_event.SegmentBasedMetrics(
+        event_label_list=["dog", "siren"], time_resolution=1.0
+    )
+    metric.evaluate(reference_event_list=listing(ref), estimated_event_list=listing(pred))
+    theirs = metric.results()
+    assert ours["overall"]["f1"] == pytest.approx(theirs["overall"]["f_measure"]["f_measure"])
+    assert ours["overall"]["error_rate"] == pytest.approx(
+        theirs["overall"]["error_rate"]["error_rate"]
+    )
+    for label in ("dog", "siren"):
+        assert ours["class_wise"][label]["f1"] == pytest.approx(
+            theirs["class_wise"][label]["f_measure"]["f_measure"]
+        )
 
 
 def test_event_metrics_by_hand() -> None:

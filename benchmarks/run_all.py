@@ -16,7 +16,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     steps = [
-        ["benchmarks.soundscapes"],
+        ["benchmarks.sed.soundscapes"],
         ["benchmarks.sed"],
         ["benchmarks.scoring_design"],
         ["benchmarks.speed", "--minutes", "10" if args.quick else "60"],

@@ -6,7 +6,7 @@ each frame), three things are measured:
 * frame accuracy on the golden ``concat4`` (speech | music | typing | metro, 10 s each): share of
   0.32 s frames whose top class is the part's clip-level top class, and the share of frames where
   a class outside the part's clip-level top 10 has p > 0.5 ("spurious");
-* detection quality on the ``dev`` soundscapes (``benchmarks/sed.py``): event-based F1 with the
+* detection quality on the ``dev`` soundscapes (``benchmarks/sed``): event-based F1 with the
   1 s collar and segment-based F1, at one fixed post-processing (threshold 0.2, off 0.1);
 * speed: seconds of audio per second of compute, scoring 10 minutes of real audio (2 threads).
 
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from benchmarks.common import SHARED, recording_stream, save_result
-from benchmarks.sed import evaluate, mapped_columns, run_post
-from benchmarks.soundscapes import DEFAULT_OUT, ignored_by_file, load_index
+from benchmarks.sed.run import evaluate, mapped_columns, run_post
+from benchmarks.sed.soundscapes import DEFAULT_OUT, ignored_by_file, load_index
 from earmark.audio import load
 from earmark.evaluation import load_label_map, load_reference
 from earmark.events import PostprocessOptions

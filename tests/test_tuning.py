@@ -25,7 +25,7 @@ def soundscapes(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     """The cached benchmark set, or a small one built now."""
     if (CACHED_SET / "index.json").exists():
         return CACHED_SET
-    from benchmarks.soundscapes import build_set
+    from benchmarks.sed.soundscapes import build_set
 
     out = tmp_path_factory.mktemp("soundscapes")
     build_set(shared_dir, out, per_condition=2, log=lambda *a: None)

@@ -13,7 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from earmark import assets, evaluate, synth, tuning
+from earmark import assets, custom_classes, evaluate, repeats, report, synth, tuning
+from earmark.service import cli as service_cli
 
 EXIT_OK = 0
 EXIT_FILES_FAILED = 1
@@ -172,10 +173,16 @@ def _detect_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "hop": args.hop,
         "se_context": args.se_context,
         "pool": args.pool,
+        "refine": False if args.no_refine else None,
+        "denoise": args.denoise,
+        "normalize": args.normalize,
+        "highpass": args.highpass,
         "formats": args.formats.split(",") if args.formats else None,
         "save_scores": False if args.no_scores else None,
         "jobs": args.jobs,
         "threads": args.threads,
+        "classes": args.classes,
+        "audioset": True if args.audioset else None,
     }
     return {k: v for k, v in flat.items() if v is not None}
 
@@ -190,6 +197,10 @@ def cmd_detect(args: argparse.Namespace, argv: Sequence[str]) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"earmark: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.queue:  # a batch for the service's workers instead of a local run
+        return service_cli.detect_via_queue(
+            args.queue, args.inputs, args.output, options, args.quiet, args.json
+        )
     progress = Progress() if args.quiet else TerminalProgress()
     try:
         summary = run(args.inputs, args.output, options, progress=progress, argv=["earmark", *argv])
@@ -213,6 +224,10 @@ def cmd_detect(args: argparse.Namespace, argv: Sequence[str]) -> int:
         sys.stdout.write("\n")
     elif not args.quiet:
         print_summary(summary, sys.stdout)
+    if args.report:  # earmark.report: report.html + report.md in the output folder
+        paths = report.write_report(summary.out_dir)
+        if not args.quiet and not args.json:
+            print(f"report: {paths[0]}")
     if args.quiet:  # quiet means no progress or summary, but errors are still reported
         for result in summary.failed:
             reason = result.error or "; ".join(result.warnings)
@@ -318,13 +333,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grp.add_argument("--exclude", action="append", help="never these classes (';'-separated)")
     grp.add_argument("--group-by", help="roll classes up the ontology: parent, top, or a depth")
+    grp.add_argument(
+        "--classes",
+        metavar="MODEL_DIR",
+        help="detect the custom classes of a model from 'earmark train' (alone, or with "
+        "--audioset / the AudioSet classes picked by --labels)",
+    )
+    grp.add_argument(
+        "--audioset", action="store_true", help="with --classes: report AudioSet classes too"
+    )
+    grp.add_argument(
+        "--no-refine",
+        action="store_true",
+        help="keep score-based boundaries (default: snap onsets/offsets to the signal)",
+    )
+    grp = det.add_argument_group("preprocessing (default: none; see docs/report.md)")
+    grp.add_argument("--denoise", choices=("spectral-gate", "wiener", "none"), help="denoising")
+    grp.add_argument(
+        "--normalize", type=float, nargs="?", const=-23.0, metavar="LUFS", help="loudness target"
+    )
+    grp.add_argument("--highpass", type=float, metavar="HZ", help="high-pass filter cut-off")
     grp = det.add_argument_group("output and running")
+    grp.add_argument("--report", action="store_true", help="also write report.html/report.md")
     grp.add_argument("--formats", help="comma-separated: csv,json,tsv,audacity")
     grp.add_argument("--no-scores", action="store_true", help="do not save framewise scores")
     grp.add_argument("-j", "--jobs", type=int, help="files processed in parallel")
     grp.add_argument("--threads", type=int, help="torch threads per job")
     grp.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
     grp.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    grp.add_argument(
+        "--queue",
+        metavar="URL",
+        help="send the files to the service's workers (redis://...) as one job, "
+        "wait, and write its results to the output folder",
+    )
     det.set_defaults(func=cmd_detect)
 
     mod = sub.add_parser("models", help="list models, sizes, published mAP, where found")
@@ -351,6 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_parser(sub)
     tuning.add_parser(sub)
     evaluate.add_parser(sub)
+    report.add_parser(sub)
+    repeats.add_parser(sub)
+    custom_classes.add_parser(sub)
+    service_cli.add_parser(sub)
     return parser
 
 

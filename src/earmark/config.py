@@ -14,8 +14,10 @@ from typing import Any
 
 import yaml
 
+from earmark.boundaries import RefineOptions
 from earmark.events import PostprocessOptions
 from earmark.pipeline import DetectOptions
+from earmark.preprocess import PreprocessOptions
 from earmark.scoring import ScoringOptions
 
 if sys.version_info >= (3, 11):
@@ -23,7 +25,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-SECTIONS: dict[str, type] = {"scoring": ScoringOptions, "postprocess": PostprocessOptions}
+SECTIONS: dict[str, type] = {
+    "scoring": ScoringOptions,
+    "postprocess": PostprocessOptions,
+    "boundaries": RefineOptions,
+    "preprocess": PreprocessOptions,
+}
 
 
 class ConfigError(ValueError):
@@ -104,6 +111,8 @@ def build_options(nested: dict[str, Any], source: str = "config") -> DetectOptio
         options = DetectOptions(
             scoring=dataclasses.replace(defaults.scoring, **nested.get("scoring", {})),
             postprocess=dataclasses.replace(defaults.postprocess, **nested.get("postprocess", {})),
+            boundaries=dataclasses.replace(defaults.boundaries, **nested.get("boundaries", {})),
+            preprocess=dataclasses.replace(defaults.preprocess, **nested.get("preprocess", {})),
             **kwargs,
         )
         options.validate()

@@ -63,7 +63,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Defaults chosen on the dev split of the soundscape benchmark (benchmarks/sed.py: real
+# Defaults chosen on the dev split of the soundscape benchmark (benchmarks/sed: real
 # ESC-10, scaper and siren events over real ambient recordings, mn04_as with local scoring),
 # by event-based F1 with a 1 s collar and segment-based F1; reported on the test split in
 # the README. The dev optimum was threshold 0.1 (event F1 0.318, segment F1 0.470); 0.2 scores

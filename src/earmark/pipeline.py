@@ -25,6 +25,7 @@ import torch
 
 from earmark import assets
 from earmark.audio import SAMPLE_RATE, AudioError, AudioReader, prepare_waveform, probe
+from earmark.boundaries import BandEnvelope, RefineOptions, refine_events
 from earmark.events import Event, PostprocessOptions, scores_to_events
 from earmark.outputs import (
     EVENT_FORMATS,
@@ -35,6 +36,7 @@ from earmark.outputs import (
     write_json,
     write_scores,
 )
+from earmark.preprocess import FileAnalysis, PreprocessOptions
 from earmark.scoring import FrameScores, ScoringOptions
 from earmark.tagger import Tagger, load_model
 
@@ -79,15 +81,23 @@ class DetectOptions:
     checkpoint: str | None = None
     scoring: ScoringOptions = field(default_factory=lambda: ScoringOptions(dtype="float16"))
     postprocess: PostprocessOptions = field(default_factory=PostprocessOptions)
+    boundaries: RefineOptions = field(default_factory=RefineOptions)
+    preprocess: PreprocessOptions = field(default_factory=PreprocessOptions)
     formats: tuple[str, ...] = EVENT_FORMATS
     save_scores: bool = True
     jobs: int = 1
     threads: int | None = None
+    classes: str | None = None
+    """A MODEL_DIR written by ``earmark train``: its custom classes are detected too."""
+    audioset: bool | None = None
+    """With ``classes``, also report AudioSet classes (default: only those ``labels`` selects)."""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad option."""
         self.scoring.validate()
         self.postprocess.validate()
+        self.boundaries.validate()
+        self.preprocess.validate()
         unknown = set(self.formats) - set(EVENT_FORMATS)
         if unknown:
             raise ValueError(f"unknown output format(s) {sorted(unknown)}; use {EVENT_FORMATS}")
@@ -136,11 +146,21 @@ def score_file(
     path: str | Path,
     scoring: ScoringOptions | None = None,
     progress: Callable[[float], None] | None = None,
+    envelope: BandEnvelope | None = None,
+    transform: Callable[[Iterable[np.ndarray]], Iterable[np.ndarray]] | None = None,
 ) -> tuple[FrameScores, AudioReader]:
-    """Framewise scores of one file, decoded and scored chunk by chunk."""
+    """Framewise scores of one file, decoded and scored chunk by chunk.
+
+    With ``envelope``, the band envelope used for boundary refinement is computed on the way
+    (in the decoding thread, overlapping with the network). ``transform`` (e.g.
+    :meth:`earmark.preprocess.FileAnalysis.wrap`) turns the decoded chunks into what the model
+    sees, also in the decoding thread.
+    """
     with AudioReader(path, SAMPLE_RATE, CHUNK_SECONDS) as reader:
+        decoded: Iterable[np.ndarray] = reader if transform is None else transform(reader)
+        chunks = decoded if envelope is None else envelope.tap(decoded)
         scores = tagger.scorer(scoring).score(
-            prefetched(reader), progress, expected_seconds=reader.info.duration
+            prefetched(chunks), progress, expected_seconds=reader.info.duration
         )
     if scores.n_frames == 0:
         raise AudioError(str(path), "no audio samples to analyse")
@@ -190,14 +210,19 @@ def prefetched(chunks: Iterable[np.ndarray], depth: int = PREFETCH_CHUNKS) -> It
 
 
 def events_from_scores(
-    tagger: Tagger, scores: FrameScores, options: PostprocessOptions, file: str = ""
+    tagger: Tagger,
+    scores: FrameScores,
+    options: PostprocessOptions,
+    file: str = "",
+    labels: Sequence | None = None,
 ) -> list[Event]:
-    """Post-process framewise scores into events with this model's labels."""
+    """Post-process framewise scores into events with this model's labels (or ``labels``,
+    the columns of ``scores`` when custom classes were added)."""
     needs_ontology = bool(options.group_by or options.labels or options.exclude)
     return scores_to_events(
         scores.scores,
         scores.hop,
-        tagger.labels,
+        tagger.labels if labels is None else labels,
         options,
         file=file,
         duration=scores.duration,
@@ -215,21 +240,33 @@ def detect(
 
     Keyword options are those of :class:`~earmark.events.PostprocessOptions` (``threshold``,
     ``thresholds``, ``off_threshold``, ``median_filter``, ``min_duration``, ``merge_gap``,
-    ``labels``, ``exclude``, ``group_by``) and of :class:`~earmark.scoring.ScoringOptions`
-    (``method``, ``se_context``, ``pool``, ``window``, ``hop``, ...).
+    ``labels``, ``exclude``, ``group_by``), of :class:`~earmark.scoring.ScoringOptions`
+    (``method``, ``se_context``, ``pool``, ``window``, ``hop``, ...) and of
+    :class:`~earmark.boundaries.RefineOptions` (``refine=False`` keeps score-based boundaries,
+    ``level``, ``search_before``, ...).
     """
     tagger = model if isinstance(model, Tagger) else load_model(model or assets.DEFAULT_MODEL)
+    refine_keys = {f.name for f in dataclasses.fields(RefineOptions)}
+    boundaries = RefineOptions(**{k: options.pop(k) for k in list(options) if k in refine_keys})
+    boundaries.validate()
     scoring, post = split_options(options)
+    envelope = BandEnvelope() if boundaries.refine else None
     if isinstance(source, np.ndarray):
         if sample_rate is None:
             raise ValueError("give sample_rate with an array source")
         audio = prepare_waveform(source, sample_rate)
         scores = tagger.frame_scores(audio, scoring)
+        if envelope is not None:
+            envelope.update(audio)
+            envelope.finish()
         name = "<array>"
     else:
-        scores, _ = score_file(tagger, source, scoring)
+        scores, _ = score_file(tagger, source, scoring, envelope=envelope)
         name = str(source)
-    return events_from_scores(tagger, scores, post, file=name)
+    events = events_from_scores(tagger, scores, post, file=name)
+    if envelope is not None:
+        events = refine_events(events, envelope, boundaries, scores.duration)
+    return events
 
 
 def frame_scores(
@@ -326,10 +363,27 @@ def process_file(
             "declared_duration": info.duration,
             "sample_format": info.sample_format,
         }
-        scores, reader = score_file(tagger, path, options.scoring, progress)
+        envelope = BandEnvelope() if options.boundaries.refine else None
+        # levels for the report, and optional preprocessing (earmark.preprocess)
+        analysis = FileAnalysis(options.preprocess, lambda: AudioReader(path, SAMPLE_RATE))
+        scoring = options.scoring
+        if options.classes:  # custom classes are scored from the framewise embeddings
+            scoring = dataclasses.replace(scoring, embeddings=True)
+        scores, reader = score_file(tagger, path, scoring, progress, envelope, analysis.wrap)
+        result.info.update(analysis.manifest_entry())
         result.warnings = [_describe_error(path, w) for w in reader.warnings]
         result.duration = scores.duration
-        result.events = events_from_scores(tagger, scores, options.postprocess, file=str(path))
+        labels, post = tagger.labels, options.postprocess
+        if options.classes:
+            from earmark.custom_classes import apply_custom_classes, custom_selection
+
+            scores, labels = apply_custom_classes(tagger, scores, options, path)
+            post = custom_selection(options, labels)
+        result.events = events_from_scores(tagger, scores, post, file=str(path), labels=labels)
+        if envelope is not None:
+            result.events = refine_events(
+                result.events, envelope, options.boundaries, scores.duration
+            )
         if stem is not None:
             stem.parent.mkdir(parents=True, exist_ok=True)
             written = write_events(
@@ -342,10 +396,11 @@ def process_file(
                     scores_path,
                     scores.scores,
                     scores.hop,
-                    tagger.labels,
+                    labels,
                     meta={"file": str(path), "duration": scores.duration, **scores.meta},
                 )
                 result.outputs["scores"] = str(scores_path)
+            result.outputs["signal"] = str(analysis.write(stem))
         result.status = "partial" if result.warnings else "ok"
     except (AudioError, OSError, ValueError, RuntimeError) as exc:
         result.error = _describe_error(path, exc)
@@ -365,9 +420,14 @@ def check_options(tagger: Tagger, options: DetectOptions) -> None:
     Run once before any file is decoded, so that a typo in ``labels``, ``exclude``,
     ``thresholds`` or ``group_by`` is a usage error, not a failure of every file.
     """
-    n = len(tagger.labels)
+    labels, post = tagger.labels, options.postprocess
+    if options.classes:  # the model folder, its backbone and the custom class names
+        from earmark.custom_classes import check_custom_options
+
+        labels, post = check_custom_options(tagger, options)
+    n = len(labels)
     empty = FrameScores(np.zeros((0, n), dtype=np.float32), options.scoring.frame_hop, 0.0)
-    events_from_scores(tagger, empty, options.postprocess)
+    events_from_scores(tagger, empty, post, labels=labels)
 
 
 def default_threads(jobs: int = 1) -> int:

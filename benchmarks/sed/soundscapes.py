@@ -2,9 +2,9 @@
 
 Usage::
 
-    python benchmarks/soundscapes.py                # build (or keep) benchmarks/data/soundscapes
-    python benchmarks/soundscapes.py --check        # and print level checks per condition
-    python benchmarks/soundscapes.py --force --seed 7 --per-condition 4 --out /tmp/ss
+    python -m benchmarks.sed.soundscapes          # build (or keep) benchmarks/data/soundscapes
+    python -m benchmarks.sed.soundscapes --check  # and print level checks per condition
+    python -m benchmarks.sed.soundscapes --force --seed 7 --per-condition 4 --out /tmp/ss
 
 Inputs come from the shared data folder (``$EARMARK_SHARED``, default ``../shared``):
 
@@ -72,7 +72,7 @@ from earmark.audio import load
 from earmark.evaluation import RefEvent, load_reference
 from earmark.soundscape import ForegroundClip, make_soundscape, rms_db, write_soundscape
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "data" / "soundscapes"
 SAMPLE_RATE = 32000
 # Bump when the way soundscapes are generated changes, so that existing sets are rebuilt.

@@ -1,0 +1,68 @@
+"""Audio and result files of jobs, under one storage directory (a volume in deployment).
+
+Layout (no client-supplied name is ever part of a path)::
+
+    STORAGE/jobs/<job id>/audio/<index>.<format>        uploaded audio, as sent
+    STORAGE/jobs/<job id>/results/...                    the run folder: events.{csv,json,tsv},
+                                                         files/<index>.<format>.*, manifest.json
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class Storage:
+    """Paths and file operations of the storage directory."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def job_dir(self, job_id: str) -> Path:
+        """``STORAGE/jobs/<job id>``; the id must be a job id, never anything path-like."""
+        if not _JOB_ID.match(job_id):
+            raise ValueError(f"not a job id: {job_id!r}")
+        return self.root / "jobs" / job_id
+
+    def audio_dir(self, job_id: str) -> Path:
+        """Where a job's uploads are kept."""
+        return self.job_dir(job_id) / "audio"
+
+    def results_dir(self, job_id: str) -> Path:
+        """The job's run folder (same layout as ``earmark detect -o``)."""
+        return self.job_dir(job_id) / "results"
+
+    def upload_tmp_dir(self) -> Path:
+        """Where uploads are spooled while they are received and checked."""
+        path = self.root / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def audio_path(self, job_id: str, stored: str) -> Path:
+        """The stored audio file of a job (``stored`` is a name this service generated)."""
+        if "/" in stored or "\\" in stored or stored.startswith("."):
+            raise ValueError(f"not a stored file name: {stored!r}")
+        return self.audio_dir(job_id) / stored
+
+    def adopt(self, job_id: str, stored: str, temp: Path) -> Path:
+        """Move a checked upload into the job's audio folder (atomic rename)."""
+        target = self.audio_path(job_id, stored)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temp, target)
+        return target
+
+    def delete_job(self, job_id: str) -> None:
+        """Remove every file of a job."""
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def ensure(self) -> None:
+        """Create the storage directory and check it is writable."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        probe = self.root / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()

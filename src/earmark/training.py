@@ -1,0 +1,1197 @@
+"""Training custom classes: a head on frozen backbone embeddings, cross-validated.
+
+``earmark train DATA -o MODEL_DIR`` does, in order:
+
+1. reads the dataset (:mod:`earmark.datasets`) and prints its summary;
+2. computes clip embeddings (:mod:`earmark.embeddings`, cached by file content), plus, with
+   ``--augment N``, embeddings of ``N`` augmented copies of every clip (noise, gain, time
+   shift, mixing with background recordings), and with ``--negatives``, embeddings of segments
+   of the background recordings as examples of *none of the classes*;
+3. cross-validates over the dataset's folds (or stratified k-fold): in every outer split, each
+   candidate head (logistic regression, a one-hidden-layer MLP) is fitted on the training part
+   minus an inner validation part, with early stopping on it; the candidate with the best
+   validation accuracy is refitted on the whole training part and scored on the held-out fold.
+   Augmented copies follow their source clip, so a held-out clip is never seen in any form;
+4. the same cross-validation with hand-made features (:mod:`earmark.handcrafted`) and an MLP:
+   the classic baseline reported beside the head;
+5. fits the head chosen most often on all the data and saves MODEL_DIR: ``head.pt``,
+   ``labels.json``, ``metrics.json``, ``config.json`` (the exact configuration, dataset
+   summary, backbone and its sha256, versions), ``confusion.{png,csv}`` (and the baseline's),
+   ``predictions.csv`` (out-of-fold predictions) and ``tensorboard/`` (loss and accuracy
+   curves of every fit). MODEL_DIR is built under a temporary name and renamed when complete.
+
+Heads output one sigmoid per class (one-vs-rest logistic outputs trained with binary cross
+entropy): a clip is classified by the largest output, and in long recordings each class is
+detected where its output is high, so frames where none of the classes sound can score low
+on all of them (which a softmax cannot express). Everything is seeded: the same data, options
+and seed give the same head, bit for bit, on the same machine and thread count.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from earmark.audio import SAMPLE_RATE
+from earmark.datasets import Dataset
+from earmark.embeddings import Backbone, EmbeddingSet, embed_dataset, embed_files
+
+HEAD_KINDS = ("logreg", "mlp")
+MODEL_FORMAT = 1
+"""Version of the MODEL_DIR layout."""
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run (saved in ``config.json``)."""
+
+    seed: int = 0
+    heads: tuple[str, ...] = HEAD_KINDS
+    hidden: int = 128
+    dropout: float = 0.3
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    batch_size: int = 128
+    max_epochs: int = 200
+    patience: int = 20
+    k_folds: int = 5
+    """Stratified folds when the dataset has none (or ``use_folds`` is off)."""
+    use_folds: bool = True
+    augment: int = 0
+    """Augmented copies of every training clip (0: none)."""
+    augment_kinds: tuple[str, ...] = ("noise", "gain", "shift", "background")
+    backgrounds: str | None = None
+    """Folder of background recordings (for ``background`` augmentation and ``negatives``)."""
+    negatives: bool = False
+    """Add background segments as examples of none of the classes (better for detection)."""
+    negative_seconds: float = 5.0
+    baseline: bool = True
+    finetune: bool = False
+    finetune_epochs: int = 10
+    finetune_lr: float = 1e-4
+    finetune_batch: int = 16
+    finetune_layers: int = 4
+    """Top layers of the backbone that fine-tuning trains (of 17 in the MobileNet family)."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad option."""
+        unknown = set(self.heads) - set(HEAD_KINDS)
+        if not self.heads or unknown:
+            raise ValueError(f"heads must be among {HEAD_KINDS}, got {list(self.heads)}")
+        bad_aug = set(self.augment_kinds) - {"noise", "gain", "shift", "background"}
+        if bad_aug:
+            raise ValueError(f"unknown augmentation(s) {sorted(bad_aug)}")
+        if self.k_folds < 2:
+            raise ValueError("k_folds must be at least 2")
+        if self.augment < 0 or self.max_epochs < 1 or self.hidden < 1:
+            raise ValueError("augment >= 0, max_epochs >= 1 and hidden >= 1 are required")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+        needs_bg = self.negatives or (self.augment and "background" in self.augment_kinds)
+        if needs_bg and self.backgrounds is None and self.negatives:
+            raise ValueError("negatives need a folder of background recordings (--backgrounds)")
+        if self.finetune_epochs < 1:
+            raise ValueError("finetune_epochs must be at least 1")
+        if not 1 <= self.finetune_layers <= 17:
+            raise ValueError("finetune_layers must be between 1 and 17")
+
+
+# ---------------------------------------------------------------------------- heads
+def _torch():
+    import torch
+
+    return torch
+
+
+def make_head(kind: str, dim: int, n_classes: int, hidden: int = 256, dropout: float = 0.3):
+    """A head: standardisation (buffers), then ``Linear`` (logreg) or ``Linear-ReLU-Dropout-
+    Linear`` (mlp), producing one logit per class."""
+    torch = _torch()
+    from torch import nn
+
+    class Head(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.kind, self.dim, self.n_classes = kind, dim, n_classes
+            self.hidden, self.dropout = hidden, dropout
+            self.register_buffer("mean", torch.zeros(dim))
+            self.register_buffer("scale", torch.ones(dim))
+            if kind == "logreg":
+                self.net = nn.Sequential(nn.Linear(dim, n_classes))
+            elif kind == "mlp":
+                self.net = nn.Sequential(
+                    nn.Linear(dim, hidden),
+                    nn.ReLU(),
+                    nn.Dropout(dropout),
+                    nn.Linear(hidden, n_classes),
+                )
+            else:
+                raise ValueError(f"unknown head kind {kind!r}; use one of {HEAD_KINDS}")
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            return self.net((x - self.mean) / self.scale)
+
+        def describe(self) -> dict:
+            return {
+                "kind": self.kind,
+                "dim": self.dim,
+                "n_classes": self.n_classes,
+                "hidden": self.hidden,
+                "dropout": self.dropout,
+            }
+
+    return Head()
+
+
+def _targets(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """One-hot rows; label ``-1`` (none of the classes) gives an all-zero row."""
+    out = np.zeros((len(labels), n_classes), dtype=np.float32)
+    pos = labels >= 0
+    out[np.flatnonzero(pos), labels[pos]] = 1.0
+    return out
+
+
+@dataclass
+class FitResult:
+    """A fitted head and how its training went."""
+
+    head: object
+    epochs: int
+    val_accuracy: float | None = None
+    val_loss: float | None = None
+    seconds: float = 0.0
+
+
+def fit_head(
+    kind: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    config: TrainConfig,
+    seed: int,
+    x_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    epochs: int | None = None,
+    writer: object | None = None,
+) -> FitResult:
+    """Fit one head on embeddings ``x`` with integer labels ``y`` (``-1``: none).
+
+    With validation data, training stops when the validation loss has not improved for
+    ``config.patience`` epochs and the best epoch's weights are kept; otherwise it runs
+    ``epochs`` (default ``config.max_epochs``) epochs. Curves go to ``writer`` (TensorBoard).
+    """
+    torch = _torch()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matrices: one thread is faster and exactly repeatable
+    try:
+        return _fit_head(kind, x, y, n_classes, config, seed, x_val, y_val, epochs, writer)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_head(
+    kind: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    config: TrainConfig,
+    seed: int,
+    x_val: np.ndarray | None,
+    y_val: np.ndarray | None,
+    epochs: int | None,
+    writer: object | None,
+) -> FitResult:
+    torch = _torch()
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    head = make_head(kind, x.shape[1], n_classes, config.hidden, config.dropout)
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0) + 1e-6
+    head.mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+    head.scale.copy_(torch.from_numpy(scale.astype(np.float32)))
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    yt = torch.from_numpy(_targets(y, n_classes))
+    has_val = x_val is not None and y_val is not None and len(x_val) > 0
+    if has_val:
+        xv = torch.from_numpy(np.ascontiguousarray(x_val, dtype=np.float32))
+        yv = torch.from_numpy(_targets(y_val, n_classes))
+        yv_int = torch.from_numpy(np.asarray(y_val))
+    optimiser = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    generator = torch.Generator().manual_seed(seed)
+    n_epochs = epochs or config.max_epochs
+    best = (math.inf, -1.0, 0, None)  # val loss, val acc, epoch, state
+    since_best = 0
+    for epoch in range(1, n_epochs + 1):
+        head.train()
+        order = torch.randperm(len(xt), generator=generator)
+        total = 0.0
+        for start in range(0, len(xt), config.batch_size):
+            idx = order[start : start + config.batch_size]
+            optimiser.zero_grad()
+            loss = loss_fn(head(xt[idx]), yt[idx])
+            loss.backward()
+            optimiser.step()
+            total += loss.item() * len(idx)
+        train_loss = total / len(xt)
+        if writer is not None:
+            writer.add_scalar("loss/train", train_loss, epoch)
+        if not has_val:
+            continue
+        head.eval()
+        with torch.no_grad():
+            logits = head(xv)
+            val_loss = float(loss_fn(logits, yv))
+            labelled = yv_int >= 0
+            val_acc = float((logits.argmax(1)[labelled] == yv_int[labelled]).float().mean())
+        if writer is not None:
+            writer.add_scalar("loss/validation", val_loss, epoch)
+            writer.add_scalar("accuracy/validation", val_acc, epoch)
+        if val_loss < best[0] - 1e-5:
+            state = {k: v.clone() for k, v in head.state_dict().items()}
+            best = (val_loss, val_acc, epoch, state)
+            since_best = 0
+        else:
+            since_best += 1
+            if since_best >= config.patience:
+                break
+    head.eval()
+    if has_val and best[3] is not None:
+        head.load_state_dict(best[3])
+        return FitResult(head, best[2], best[1], best[0], time.perf_counter() - started)
+    return FitResult(head, n_epochs, seconds=time.perf_counter() - started)
+
+
+def predict_proba(head: object, x: np.ndarray) -> np.ndarray:
+    """Per-class sigmoid outputs ``(n, classes)`` of a head."""
+    torch = _torch()
+    with torch.no_grad():
+        logits = head(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))  # type: ignore[operator]
+        return torch.sigmoid(logits).numpy()
+
+
+# ---------------------------------------------------------------------------- metrics
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
+    labels = list(range(len(classes)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    return {
+        "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else float("nan"),
+        "macro_f1": float(
+            f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+        ),
+        "n": len(y_true),
+        "per_class": {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(classes)
+        },
+        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def confusion_csv(confusion: Sequence[Sequence[int]], classes: Sequence[str]) -> str:
+    """The confusion matrix as CSV: rows are true classes, columns predicted classes."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["true \\ predicted", *classes])
+    for name, row in zip(classes, confusion, strict=True):
+        writer.writerow([name, *row])
+    return buffer.getvalue()
+
+
+def plot_confusion(
+    path: Path, confusion: Sequence[Sequence[int]], classes: Sequence[str], title: str
+) -> None:
+    """Save the confusion matrix as a PNG (counts in the cells, colour by row share)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from earmark.outputs import atomic_path
+
+    matrix = np.asarray(confusion, dtype=float)
+    share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    n = len(classes)
+    size = max(4.5, 0.55 * n + 2.5)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), classes, rotation=45, ha="right")
+    ax.set_yticks(range(n), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if n <= 40:
+        for i in range(n):
+            for j in range(n):
+                if matrix[i, j]:
+                    ax.text(
+                        j,
+                        i,
+                        f"{int(matrix[i, j])}",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if share[i, j] > 0.5 else "black",
+                    )
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    fig.tight_layout()
+    with atomic_path(path) as temp, open(temp, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- splits
+def outer_splits(
+    labels: np.ndarray, folds: np.ndarray, config: TrainConfig
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(name, train indices, test indices)`` for every outer split."""
+    if config.use_folds and len(folds) and (folds >= 0).all() and len(set(folds.tolist())) >= 2:
+        return [
+            (f"fold{f}", np.flatnonzero(folds != f), np.flatnonzero(folds == f))
+            for f in sorted(set(folds.tolist()))
+        ]
+    from sklearn.model_selection import StratifiedKFold
+
+    smallest = min(Counter(labels.tolist()).values())
+    k = min(config.k_folds, smallest)
+    if k < 2:
+        raise ValueError("every class needs at least 2 examples for cross-validation")
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=config.seed)
+    return [
+        (f"split{i + 1}", train, test)
+        for i, (train, test) in enumerate(splitter.split(np.zeros(len(labels)), labels))
+    ]
+
+
+def inner_split(
+    train: np.ndarray, labels: np.ndarray, folds: np.ndarray, seed: int, use_folds: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split training indices into (fit, validation): one whole fold if there are folds,
+    else a stratified fifth."""
+    train_folds = sorted(set(folds[train].tolist()))
+    if use_folds and len(train_folds) >= 2 and (folds[train] >= 0).all():
+        val_fold = train_folds[seed % len(train_folds)]
+        return train[folds[train] != val_fold], train[folds[train] == val_fold]
+    from sklearn.model_selection import StratifiedKFold
+
+    sub = labels[train]
+    k = min(5, min(Counter(sub.tolist()).values()))
+    if k < 2:  # too few examples to hold any out: validate on the training data itself
+        return train, train
+    fit_idx, val_idx = next(
+        StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(sub)), sub)
+    )
+    return train[fit_idx], train[val_idx]
+
+
+# ---------------------------------------------------------------------------- data assembly
+@dataclass
+class TrainingData:
+    """Embeddings of the clips, their augmented copies and negative examples."""
+
+    x: np.ndarray
+    y: np.ndarray
+    """Class index per clip."""
+    folds: np.ndarray
+    files: list[str]
+    classes: list[str]
+    aug_x: np.ndarray | None = None
+    aug_source: np.ndarray | None = None
+    """Index of the clip each augmented row was made from."""
+    neg_x: np.ndarray | None = None
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def training_rows(self, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings and labels to fit on for these clips: the clips, their augmented copies
+        and all negatives."""
+        xs, ys = [self.x[clips]], [self.y[clips]]
+        if self.aug_x is not None and self.aug_source is not None:
+            mask = np.isin(self.aug_source, clips)
+            xs.append(self.aug_x[mask])
+            ys.append(self.y[self.aug_source[mask]])
+        if self.neg_x is not None and len(self.neg_x):
+            xs.append(self.neg_x)
+            ys.append(np.full(len(self.neg_x), -1, dtype=np.int64))
+        return np.concatenate(xs), np.concatenate(ys)
+
+
+def background_files(folder: str | Path) -> list[Path]:
+    """Audio files under ``folder`` (recursively), sorted."""
+    from earmark.pipeline import AUDIO_EXTENSIONS
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"background folder not found: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+    if not files:
+        raise ValueError(f"background folder {folder} holds no audio files")
+    return files
+
+
+class Augmenter:
+    """Random, seeded signal transforms: white noise, gain, circular time shift, background mix.
+
+    Each call with a given ``(copy, clip)`` draws from its own generator, so an augmented copy
+    is the same whatever else is augmented (and can be cached).
+    """
+
+    def __init__(self, kinds: Sequence[str], seed: int, backgrounds: Sequence[np.ndarray] = ()):
+        self.kinds = tuple(kinds)
+        self.seed = seed
+        self.backgrounds = list(backgrounds)
+
+    def variant(self, copy: int) -> str:
+        """Cache key of copy number ``copy``."""
+        return f"aug1:{','.join(self.kinds)}:{self.seed}:{copy}:{len(self.backgrounds)}"
+
+    def __call__(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """An augmented copy of a 32 kHz signal."""
+        x = audio.astype(np.float64)
+        level = math.sqrt(float(np.mean(x * x))) or 1e-4
+        if "shift" in self.kinds:
+            x = np.roll(x, int(rng.integers(-len(x) // 2, len(x) // 2 + 1)))
+        if "background" in self.kinds and self.backgrounds:
+            bg = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
+            start = int(rng.integers(0, max(1, len(bg) - len(x))))
+            seg = np.resize(bg[start : start + len(x)], len(x)).astype(np.float64)
+            bg_level = math.sqrt(float(np.mean(seg * seg))) or 1e-4
+            snr = rng.uniform(0.0, 20.0)
+            x = x + seg * (level / bg_level) * 10 ** (-snr / 20)
+        if "noise" in self.kinds:
+            snr = rng.uniform(10.0, 40.0)
+            x = x + rng.standard_normal(len(x)) * level * 10 ** (-snr / 20)
+        if "gain" in self.kinds:
+            x = x * 10 ** (rng.uniform(-12.0, 6.0) / 20)
+        peak = float(np.max(np.abs(x))) if len(x) else 0.0
+        if peak > 1.0:
+            x /= peak
+        return x.astype(np.float32)
+
+
+def _load_backgrounds(files: Sequence[Path]) -> list[np.ndarray]:
+    from earmark.audio import AudioError
+    from earmark.audio import load as load_audio
+
+    out = []
+    for path in files:
+        try:
+            audio = load_audio(path, SAMPLE_RATE)
+        except AudioError:
+            continue
+        if len(audio) and float(np.max(np.abs(audio))) > 0:
+            out.append(audio)
+    return out
+
+
+def negative_embeddings(
+    backbone: Backbone, backgrounds: Sequence[np.ndarray], seconds: float, cache_tag: str
+) -> np.ndarray:
+    """Clip embeddings of consecutive ``seconds``-long segments of background recordings."""
+    from earmark.embeddings import EmbeddingCache, cache_root
+
+    cache = EmbeddingCache(cache_root(), backbone.key)
+    n = int(seconds * SAMPLE_RATE)
+    rows = []
+    for k, audio in enumerate(backgrounds):
+        import hashlib
+
+        sha = hashlib.sha256(audio.tobytes()).hexdigest()
+        for start in range(0, max(len(audio) - n, 0) + 1, n):
+            variant = f"neg1:{start}:{n}"
+            entry = cache.get(sha, variant, False)
+            if entry is None:
+                entry = {"clip": backbone.clip_embedding(audio[start : start + n])}
+                cache.put(sha, variant, entry)
+            rows.append(entry["clip"])
+        del k
+    dim = backbone.dim
+    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+
+
+def assemble(
+    dataset: Dataset,
+    backbone: Backbone,
+    config: TrainConfig,
+    log: Log | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> TrainingData:
+    """Embed the dataset (and its augmentations and negatives) into :class:`TrainingData`."""
+    say = log or (lambda _m: None)
+    emb: EmbeddingSet = embed_dataset(dataset, backbone, progress=progress)
+    for file, error in emb.failed:
+        say(f"skipped {file}: {error}")
+    classes = dataset.classes
+    index = {c: i for i, c in enumerate(classes)}
+    data = TrainingData(
+        x=emb.embeddings,
+        y=np.array([index[label] for label in emb.labels], dtype=np.int64),
+        folds=emb.folds,
+        files=emb.files,
+        classes=classes,
+        failed=emb.failed,
+    )
+    missing = [c for c in classes if c not in set(emb.labels)]
+    if missing:
+        raise ValueError(f"no readable clip left for class(es) {missing}")
+    backgrounds: list[np.ndarray] = []
+    if config.backgrounds and (config.negatives or "background" in config.augment_kinds):
+        backgrounds = _load_backgrounds(background_files(config.backgrounds))
+    if config.augment:
+        kinds = [k for k in config.augment_kinds if k != "background" or backgrounds]
+        augmenter = Augmenter(kinds, config.seed, backgrounds)
+        rows, sources = [], []
+        for copy in range(config.augment):
+            say(f"augmented copy {copy + 1}/{config.augment} ({', '.join(kinds)})")
+            paths = data.files
+            # one generator per (copy, clip), drawn inside the transform in file order
+            rngs = iter([np.random.default_rng([config.seed, copy, i]) for i in range(len(paths))])
+            clips, _, errors = embed_files(
+                paths,
+                backbone,
+                transform=lambda a, rngs=rngs: augmenter(a, next(rngs)),
+                variant=augmenter.variant(copy),
+                progress=progress,
+            )
+            del errors
+            for i, vec in enumerate(clips):
+                if vec is not None:
+                    rows.append(vec)
+                    sources.append(i)
+        data.aug_x = np.stack(rows) if rows else None
+        data.aug_source = np.array(sources, dtype=np.int64) if rows else None
+    if config.negatives:
+        data.neg_x = negative_embeddings(backbone, backgrounds, config.negative_seconds, "")
+        say(f"{len(data.neg_x)} negative examples from {len(backgrounds)} background recording(s)")
+    return data
+
+
+# ---------------------------------------------------------------------------- cross-validation
+def _writer(root: Path | None, name: str):
+    if root is None:
+        return None
+    from tensorboardX import SummaryWriter
+
+    return SummaryWriter(logdir=str(root / name), flush_secs=5)
+
+
+def fit_split(
+    data: TrainingData,
+    train: np.ndarray,
+    config: TrainConfig,
+    kinds: Sequence[str],
+    seed: int,
+    tensorboard: Path | None = None,
+    tag: str = "head",
+) -> tuple[str, FitResult, list[tuple[str, FitResult]], FitResult]:
+    """Choose a head kind on inner validation data of the clips ``train``, then refit it on
+    all of them for the chosen number of epochs.
+
+    Returns ``(kind, chosen validation fit, every candidate's fit, final fit)``.
+    """
+    n_classes = len(data.classes)
+    fit_idx, val_idx = inner_split(train, data.y, data.folds, seed, config.use_folds)
+    x_fit, y_fit = data.training_rows(fit_idx)
+    candidates = []
+    for kind in kinds:
+        writer = _writer(tensorboard, f"{tag}/{kind}-select")
+        result = fit_head(
+            kind,
+            x_fit,
+            y_fit,
+            n_classes,
+            config,
+            1000 * seed,
+            data.x[val_idx],
+            data.y[val_idx],
+            writer=writer,
+        )
+        if writer is not None:
+            writer.close()
+        candidates.append((kind, result))
+    kind, chosen = max(candidates, key=lambda kr: (kr[1].val_accuracy, -kr[1].val_loss))
+    x_train, y_train = data.training_rows(train)
+    writer = _writer(tensorboard, f"{tag}/{kind}-refit")
+    final = fit_head(
+        kind,
+        x_train,
+        y_train,
+        n_classes,
+        config,
+        1000 * seed,
+        epochs=max(chosen.epochs, 1),
+        writer=writer,
+    )
+    if writer is not None:
+        writer.close()
+    return kind, chosen, candidates, final
+
+
+def cross_validate(
+    data: TrainingData,
+    config: TrainConfig,
+    kinds: Sequence[str],
+    tensorboard: Path | None = None,
+    log: Log | None = None,
+    tag: str = "head",
+) -> dict:
+    """Nested cross-validation of the head kinds: per-split choice on inner validation data,
+    scored on the held-out split. Returns metrics, the choices and out-of-fold predictions."""
+    say = log or (lambda _m: None)
+    started = time.perf_counter()
+    n_classes = len(data.classes)
+    splits = outer_splits(data.y, data.folds, config)
+    predictions = np.full(len(data.y), -1, dtype=np.int64)
+    probabilities = np.zeros((len(data.y), n_classes), dtype=np.float32)
+    split_of = [""] * len(data.y)
+    per_split = []
+    choices: list[dict] = []
+    for s, (name, train, test) in enumerate(splits):
+        kind, chosen, candidates, final = fit_split(
+            data, train, config, kinds, config.seed + s, tensorboard, f"{tag}/{name}"
+        )
+        proba = predict_proba(final.head, data.x[test])
+        predictions[test] = proba.argmax(axis=1)
+        probabilities[test] = proba
+        for i in test:
+            split_of[i] = name
+        metrics = classification_metrics(data.y[test], predictions[test], data.classes)
+        metrics.pop("confusion")
+        per_split.append(
+            {
+                "split": name,
+                "n_train": len(train),
+                "n_test": len(test),
+                "chosen": kind,
+                "epochs": chosen.epochs,
+                "validation": {
+                    k: {"accuracy": r.val_accuracy, "loss": r.val_loss, "epochs": r.epochs}
+                    for k, r in candidates
+                },
+                "accuracy": metrics["accuracy"],
+                "macro_f1": metrics["macro_f1"],
+                "per_class": metrics["per_class"],
+            }
+        )
+        choices.append({"kind": kind, "epochs": chosen.epochs, "val_accuracy": chosen.val_accuracy})
+        say(
+            f"  {tag} {name}: {kind} (val acc {chosen.val_accuracy:.3f}, {chosen.epochs} epochs)"
+            f" -> accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}"
+        )
+    overall = classification_metrics(data.y, predictions, data.classes)
+    accs = [p["accuracy"] for p in per_split]
+    f1s = [p["macro_f1"] for p in per_split]
+    return {
+        "splits": per_split,
+        "mean_accuracy": float(np.mean(accs)),
+        "std_accuracy": float(np.std(accs)),
+        "mean_macro_f1": float(np.mean(f1s)),
+        "std_macro_f1": float(np.std(f1s)),
+        "pooled": overall,
+        "choices": choices,
+        "predictions": predictions,
+        "probabilities": probabilities,
+        "split_of": split_of,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def choose_final(choices: Sequence[dict]) -> tuple[str, int]:
+    """The head kind chosen most often over the splits (ties: higher mean validation
+    accuracy) and the median of its early-stopping epochs."""
+    by_kind: dict[str, list[dict]] = {}
+    for choice in choices:
+        by_kind.setdefault(choice["kind"], []).append(choice)
+    kind = max(
+        by_kind,
+        key=lambda k: (
+            len(by_kind[k]),
+            float(np.mean([c["val_accuracy"] or 0 for c in by_kind[k]])),
+        ),
+    )
+    epochs = int(np.median([c["epochs"] for c in by_kind[kind]]))
+    return kind, max(epochs, 1)
+
+
+# ---------------------------------------------------------------------------- saving
+def _predictions_csv(data: TrainingData, cv: dict) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["file", "label", "fold", "split", "predicted", "probability", "correct"])
+    for i, file in enumerate(data.files):
+        pred = int(cv["predictions"][i])
+        writer.writerow(
+            [
+                file,
+                data.classes[data.y[i]],
+                int(data.folds[i]) if data.folds[i] >= 0 else "",
+                cv["split_of"][i],
+                data.classes[pred],
+                f"{cv['probabilities'][i, pred]:.4f}",
+                int(pred == data.y[i]),
+            ]
+        )
+    return buffer.getvalue()
+
+
+def _public(cv: dict) -> dict:
+    return {k: v for k, v in cv.items() if k not in ("predictions", "probabilities", "split_of")}
+
+
+def save_head(path: Path, head: object) -> None:
+    """Save a head's weights and shape to ``path`` (``torch.save``; loads with weights_only)."""
+    torch = _torch()
+    from earmark.outputs import atomic_path
+
+    with atomic_path(path) as temp:
+        torch.save(
+            {"format": MODEL_FORMAT, **head.describe(), "state_dict": head.state_dict()},  # type: ignore[attr-defined]
+            temp,
+        )
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced."""
+
+    model_dir: Path
+    metrics: dict
+    config: dict
+
+
+def train(
+    dataset: Dataset,
+    out_dir: str | Path,
+    tagger: object,
+    config: TrainConfig | None = None,
+    log: Log | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+    overwrite: bool = False,
+    argv: Sequence[str] | None = None,
+) -> TrainResult:
+    """Cross-validate, fit and save a custom-class head (see the module docstring)."""
+    from earmark.outputs import atomic_write_text, write_json
+    from earmark.pipeline import package_versions
+
+    config = config or TrainConfig()
+    config.validate()
+    say = log or (lambda _m: None)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        if not (out / "labels.json").is_file():
+            raise ValueError(f"{out}: exists and is not an earmark model folder; not overwritten")
+        if not overwrite:
+            raise ValueError(f"{out}: a model is already there (use --overwrite to replace it)")
+    started = time.perf_counter()
+    backbone = Backbone.from_tagger(tagger)
+    data = assemble(dataset, backbone, config, say, progress)
+    embed_seconds = time.perf_counter() - started
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.parent / f".{out.name}.partial-{int(time.time() * 1000)}"
+    work.mkdir()
+    try:
+        tb = work / "tensorboard"
+        say(f"cross-validation of {', '.join(config.heads)} heads on {len(data.x)} clips")
+        t0 = time.perf_counter()
+        cv = cross_validate(data, config, config.heads, tb, say, tag="head")
+        head_cv_seconds = time.perf_counter() - t0
+        kind, epochs = choose_final(cv["choices"])
+        t0 = time.perf_counter()
+        x_all, y_all = data.training_rows(np.arange(len(data.y)))
+        writer = _writer(tb, f"head/final/{kind}")
+        final = fit_head(
+            kind, x_all, y_all, len(data.classes), config, config.seed, epochs=epochs, writer=writer
+        )
+        if writer is not None:
+            writer.close()
+        final_seconds = time.perf_counter() - t0
+        save_head(work / "head.pt", final.head)
+        baseline = None
+        baseline_seconds = None
+        if config.baseline:
+            say("baseline: hand-made features (MFCC, chroma, spectral, ZCR, RMS) + MLP")
+            t0 = time.perf_counter()
+            from earmark.handcrafted import HandcraftedBackbone
+
+            hand = TrainingData(
+                x=np.zeros((0, 0)),
+                y=data.y,
+                folds=data.folds,
+                files=data.files,
+                classes=data.classes,
+            )
+            vecs, _, errors = embed_files(data.files, HandcraftedBackbone(), progress=progress)  # type: ignore[arg-type]
+            bad = [data.files[i] for i, e in enumerate(errors) if e]
+            if bad:
+                raise ValueError(f"hand-made features failed on {bad[:3]}")
+            hand.x = np.stack(vecs)  # type: ignore[arg-type]
+            baseline = cross_validate(hand, config, ("mlp",), tb, say, tag="baseline")
+            baseline_seconds = time.perf_counter() - t0
+            atomic_write_text(
+                work / "baseline_confusion.csv",
+                confusion_csv(baseline["pooled"]["confusion"], data.classes),
+            )
+            plot_confusion(
+                work / "baseline_confusion.png",
+                baseline["pooled"]["confusion"],
+                data.classes,
+                f"baseline (hand-made features + MLP): accuracy {baseline['mean_accuracy']:.3f}",
+            )
+        finetuned = None
+        if config.finetune:
+            say(f"fine-tuning the backbone ({config.finetune_epochs} epochs per split)")
+            finetuned = finetune_and_save(data, tagger, config, kind, cv, work, say)
+        atomic_write_text(
+            work / "confusion.csv", confusion_csv(cv["pooled"]["confusion"], data.classes)
+        )
+        plot_confusion(
+            work / "confusion.png",
+            cv["pooled"]["confusion"],
+            data.classes,
+            f"{kind} head on {backbone.name} embeddings: accuracy {cv['mean_accuracy']:.3f}",
+        )
+        atomic_write_text(work / "predictions.csv", _predictions_csv(data, cv))
+        write_json(
+            work / "labels.json",
+            {"classes": data.classes, "index": {c: i for i, c in enumerate(data.classes)}},
+        )
+        total = time.perf_counter() - started
+        metrics = {
+            "head": {"kind": kind, "epochs": epochs, **_public(cv)},
+            "baseline": None
+            if baseline is None
+            else {"kind": "mlp on hand-made features", **_public(baseline)},
+            "finetuned": finetuned,
+            "n_clips": len(data.y),
+            "n_augmented": 0 if data.aug_x is None else len(data.aug_x),
+            "n_negatives": 0 if data.neg_x is None else len(data.neg_x),
+            "skipped": [{"file": f, "error": e} for f, e in data.failed],
+            "timing_seconds": {
+                "embeddings": round(embed_seconds, 3),
+                "head_cross_validation": round(head_cv_seconds, 3),
+                "final_fit": round(final_seconds, 3),
+                "baseline": None if baseline_seconds is None else round(baseline_seconds, 3),
+                "total": round(total, 3),
+            },
+        }
+        write_json(work / "metrics.json", metrics)
+        tagger_info = tagger.describe()  # type: ignore[attr-defined]
+        config_doc = {
+            "format": MODEL_FORMAT,
+            "kind": "earmark custom classes",
+            "train": asdict(config),
+            "head": final.head.describe(),  # type: ignore[attr-defined]
+            "backbone": {
+                "model": tagger_info["name"],
+                "checkpoint_sha256": tagger_info["checkpoint_sha256"],
+                "embedding": "clip: mean over frequency and time of the last conv; "
+                "detection: the same feature framewise (local scoring)",
+                "dim": backbone.dim,
+                "finetuned": bool(finetuned and finetuned["kept"]),
+            },
+            "classes": data.classes,
+            "dataset": dataset.summary(),
+            "command": list(argv) if argv is not None else None,
+            "versions": package_versions(),
+        }
+        write_json(work / "config.json", config_doc)
+        # the folder appears complete or not at all
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{int(time.time() * 1000)}"
+            out.rename(old)
+            work.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return TrainResult(out, metrics, config_doc)
+
+
+def format_report(metrics: dict) -> str:
+    """A short text report of the cross-validated figures."""
+    head = metrics["head"]
+    lines = [
+        f"head: {head['kind']} ({head['epochs']} epochs)",
+        f"  {'split':<8} {'accuracy':>8} {'macro-F1':>8}  chosen",
+    ]
+    for s in head["splits"]:
+        lines.append(
+            f"  {s['split']:<8} {s['accuracy']:>8.3f} {s['macro_f1']:>8.3f}  {s['chosen']}"
+        )
+    lines.append(
+        f"  {'mean':<8} {head['mean_accuracy']:>8.3f} {head['mean_macro_f1']:>8.3f}"
+        f"  (std {head['std_accuracy']:.3f} / {head['std_macro_f1']:.3f})"
+    )
+    base = metrics.get("baseline")
+    if base:
+        lines.append(
+            f"baseline (hand-made features + MLP): accuracy {base['mean_accuracy']:.3f}, "
+            f"macro-F1 {base['mean_macro_f1']:.3f}"
+        )
+    ft = metrics.get("finetuned")
+    if ft:
+        lines.append(
+            f"fine-tuned backbone: accuracy {ft['mean_accuracy']:.3f}, "
+            f"macro-F1 {ft['mean_macro_f1']:.3f}"
+        )
+    per_class = head["pooled"]["per_class"]
+    width = max(len(c) for c in per_class)
+    lines.append(f"  {'class':<{width}} {'precision':>9} {'recall':>6} {'F1':>5}")
+    for name, m in per_class.items():
+        lines.append(
+            f"  {name:<{width}} {m['precision']:>9.3f} {m['recall']:>6.3f} {m['f1']:>5.3f}"
+        )
+    t = metrics["timing_seconds"]
+    lines.append(
+        f"time: {t['total']:.1f} s (embeddings {t['embeddings']:.1f} s, head CV "
+        f"{t['head_cross_validation']:.1f} s, final fit {t['final_fit']:.1f} s"
+        + (f", baseline {t['baseline']:.1f} s" if t.get("baseline") is not None else "")
+        + ")"
+    )
+    return "\n".join(lines)
+
+
+def load_metrics(model_dir: str | Path) -> dict:
+    """``metrics.json`` of a model folder."""
+    return json.loads((Path(model_dir) / "metrics.json").read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------------------- fine-tuning
+FINETUNE_CROP_SECONDS = 10.0
+"""Longer clips are randomly cropped to this length at every fine-tuning step."""
+
+
+def _unfused_backbone(tagger: object):
+    """A trainable copy of the tagger's network (BatchNorm not folded), from its checkpoint."""
+    torch = _torch()
+    from earmark.model import build_model
+
+    state = torch.load(tagger.checkpoint.path, map_location="cpu", weights_only=True)  # type: ignore[attr-defined]
+    state = state.get("state_dict", state)
+    return build_model(tagger.spec.width, state), float(tagger.spec.width)  # type: ignore[attr-defined]
+
+
+def finetune(
+    audios: Sequence[np.ndarray],
+    labels: np.ndarray,
+    n_classes: int,
+    tagger: object,
+    kind: str,
+    config: TrainConfig,
+    seed: int,
+    negatives: Sequence[np.ndarray] = (),
+    augmenter: Augmenter | None = None,
+    writer: object | None = None,
+    log: Log | None = None,
+) -> tuple[object, object]:
+    """Fine-tune the last ``config.finetune_layers`` layers of the backbone with a new head.
+
+    The frozen lower layers run once per clip (and per augmented copy, ``config.augment`` of
+    them): their output is kept and the top layers and head are trained on it, which makes
+    fine-tuning feasible on a CPU. BatchNorm statistics stay frozen (small batches would make
+    them noisy); the backbone learns at ``config.finetune_lr``, the head at ``config.lr``.
+    Clips longer than :data:`FINETUNE_CROP_SECONDS` are cut to their first such part.
+    Returns the trained (unfused) network and head, in eval mode.
+    """
+    torch = _torch()
+    say = log or (lambda _m: None)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net, _ = _unfused_backbone(tagger)
+    net.eval()
+    front_end = tagger.front_end  # type: ignore[attr-defined]
+    split = len(net.features) - config.finetune_layers
+    lower, upper = net.features[:split], net.features[split:]
+    for param in lower.parameters():
+        param.requires_grad_(False)
+    crop = int(FINETUNE_CROP_SECONDS * SAMPLE_RATE)
+    items = [a[:crop] for a in audios] + [n[:crop] for n in negatives]
+    targets = np.concatenate([labels, np.full(len(negatives), -1, dtype=np.int64)])
+    inputs, rows = [], []
+    with torch.no_grad():  # the frozen part, once per clip and augmented copy
+        for copy in range(1 + (config.augment if augmenter is not None else 0)):
+            for i, audio in enumerate(items):
+                if copy:
+                    audio = augmenter(audio, np.random.default_rng([seed, copy, i]))  # type: ignore[misc]
+                x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)[None])
+                inputs.append(lower(front_end(x)))
+                rows.append(i)
+        first = [upper(t).mean(dim=(2, 3))[0].numpy() for t in inputs[: len(items)]]
+    head = make_head(kind, net.embedding_dim, n_classes, config.hidden, config.dropout)
+    head.mean.copy_(torch.from_numpy(np.mean(first, axis=0).astype(np.float32)))
+    head.scale.copy_(torch.from_numpy((np.std(first, axis=0) + 1e-6).astype(np.float32)))
+    optimiser = torch.optim.AdamW(
+        [
+            {"params": upper.parameters(), "lr": config.finetune_lr},
+            {"params": head.parameters(), "lr": config.lr},
+        ],
+        weight_decay=config.weight_decay,
+    )
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    y_rows = torch.from_numpy(_targets(targets[np.array(rows)], n_classes))
+    step = 0
+    for epoch in range(1, config.finetune_epochs + 1):
+        upper.train()
+        for module in upper.modules():  # frozen BatchNorm statistics
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.eval()
+        head.train()
+        total = 0.0
+        for i in rng.permutation(len(inputs)).tolist():
+            # clips differ in length: one clip per forward pass, gradients summed over a batch
+            loss = loss_fn(head(upper(inputs[i]).mean(dim=(2, 3))), y_rows[i : i + 1])
+            (loss / config.finetune_batch).backward()
+            total += loss.item()
+            step += 1
+            if step % config.finetune_batch == 0:
+                optimiser.step()
+                optimiser.zero_grad()
+        optimiser.step()
+        optimiser.zero_grad()
+        if writer is not None:
+            writer.add_scalar("loss/train", total / len(inputs), epoch)
+        say(
+            f"    fine-tuning epoch {epoch}/{config.finetune_epochs}: "
+            f"loss {total / len(inputs):.4f}"
+        )
+    net.eval()
+    head.eval()
+    return net, head
+
+
+def _finetuned_embeddings(
+    net: object, front_end: object, audios: Sequence[np.ndarray]
+) -> np.ndarray:
+    torch = _torch()
+    rows = []
+    with torch.no_grad():
+        for audio in audios:
+            x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)[None])
+            rows.append(net.feature_map(front_end(x)).mean(dim=(2, 3))[0].numpy())  # type: ignore[attr-defined]
+    return np.stack(rows)
+
+
+def finetune_and_save(
+    data: TrainingData,
+    tagger: object,
+    config: TrainConfig,
+    kind: str,
+    frozen_cv: dict,
+    work: Path,
+    log: Log | None = None,
+) -> dict:
+    """Cross-validate fine-tuning with the same splits as the frozen head, then, if it does at
+    least as well, fine-tune on all clips and save ``backbone.pt`` and ``head.pt`` in ``work``.
+
+    Returns the fine-tuning metrics (with ``kept``: whether the fine-tuned model was saved).
+    """
+    torch = _torch()
+    from earmark.audio import load as load_audio
+    from earmark.embeddings import _min_length
+    from earmark.outputs import atomic_path
+
+    say = log or (lambda _m: None)
+    started = time.perf_counter()
+    audios = [_min_length(load_audio(f, SAMPLE_RATE)) for f in data.files]
+    backgrounds: list[np.ndarray] = []
+    if config.backgrounds:
+        backgrounds = _load_backgrounds(background_files(config.backgrounds))
+    negatives: list[np.ndarray] = []
+    if config.negatives:
+        n = int(config.negative_seconds * SAMPLE_RATE)
+        negatives = [b[s : s + n] for b in backgrounds for s in range(0, max(len(b) - n, 0) + 1, n)]
+    augmenter = None
+    if config.augment:
+        kinds = [k for k in config.augment_kinds if k != "background" or backgrounds]
+        augmenter = Augmenter(kinds, config.seed, backgrounds)
+    n_classes = len(data.classes)
+    predictions = np.full(len(data.y), -1, dtype=np.int64)
+    per_split = []
+    for s, (name, train, test) in enumerate(outer_splits(data.y, data.folds, config)):
+        say(f"  fine-tuning {name} ({len(train)} clips)")
+        writer = _writer(work / "tensorboard", f"finetune/{name}")
+        net, head = finetune(
+            [audios[i] for i in train],
+            data.y[train],
+            n_classes,
+            tagger,
+            kind,
+            config,
+            config.seed + s,
+            negatives,
+            augmenter,
+            writer,
+            say,
+        )
+        if writer is not None:
+            writer.close()
+        emb = _finetuned_embeddings(net, tagger.front_end, [audios[i] for i in test])  # type: ignore[attr-defined]
+        predictions[test] = predict_proba(head, emb).argmax(axis=1)
+        m = classification_metrics(data.y[test], predictions[test], data.classes)
+        per_split.append({"split": name, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
+        say(f"  fine-tuned {name}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
+    mean_acc = float(np.mean([p["accuracy"] for p in per_split]))
+    mean_f1 = float(np.mean([p["macro_f1"] for p in per_split]))
+    kept = mean_acc >= frozen_cv["mean_accuracy"]
+    result = {
+        "splits": per_split,
+        "mean_accuracy": mean_acc,
+        "mean_macro_f1": mean_f1,
+        "pooled": classification_metrics(data.y, predictions, data.classes),
+        "epochs": config.finetune_epochs,
+        "kept": kept,
+    }
+    if kept:
+        say("fine-tuning on all clips (it matched or beat the frozen head)")
+        writer = _writer(work / "tensorboard", "finetune/final")
+        net, head = finetune(
+            audios,
+            data.y,
+            n_classes,
+            tagger,
+            kind,
+            config,
+            config.seed,
+            negatives,
+            augmenter,
+            writer,
+            say,
+        )
+        if writer is not None:
+            writer.close()
+        with atomic_path(work / "backbone.pt") as temp:
+            torch.save(
+                {
+                    "format": MODEL_FORMAT,
+                    "width": float(tagger.spec.width),  # type: ignore[attr-defined]
+                    "state_dict": net.state_dict(),
+                },
+                temp,
+            )
+        save_head(work / "head.pt", head)
+    else:
+        say("the fine-tuned backbone did worse than the frozen one: keeping the frozen head")
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    return result

@@ -1,0 +1,136 @@
+"""Service parts without the model: upload sniffing, keys, rate limits, migrations, the API
+in-process on SQLite (no worker: jobs stay queued)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from earmark.service.api import create_app
+from earmark.service.db import Database, upgrade
+from earmark.service.security import RateLimiter, UploadError, check_audio, sniff_format
+from earmark.service.settings import Settings, SettingsError
+
+KEY = "unit-secret-0123456789abcdef0123"
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("esc10_dog_1-100032-A.ogg", "ogg"),
+        ("panns_R9_ZSCveAHg_7s.wav", "wav"),
+        ("fmt_bus.opus", "opus"),
+        ("fmt_testing.m4a", "mp4"),
+        ("fmt_stereo_24bit.WAV", "wav"),
+    ],
+)
+def test_sniffing_recognises_real_files(fixtures_dir: Path, name: str, fmt: str) -> None:
+    head = (fixtures_dir / name).read_bytes()[:4096]
+    assert sniff_format(head) == fmt
+
+
+def test_sniffing_rejects_what_is_not_audio(fixtures_dir: Path, tmp_path: Path) -> None:
+    assert sniff_format((fixtures_dir / "fixtures.csv").read_bytes()[:4096]) is None
+    assert sniff_format(b"%PDF-1.7\n" + b"0" * 100) is None
+    fake = tmp_path / "song.mp3"
+    fake.write_bytes(b"<html><body>not a song</body></html>" * 10)
+    with pytest.raises(UploadError) as info:
+        check_audio(fake, "song.mp3", 3600)
+    assert info.value.status == 415 and "song.mp3" in str(info.value)
+    # real audio over the duration limit
+    with pytest.raises(UploadError) as info:
+        check_audio(fixtures_dir / "esc10_dog_1-100032-A.ogg", "dog.ogg", 2)
+    assert info.value.status == 413 and "limit of 2 s" in str(info.value)
+
+
+def test_settings_from_environment(tmp_path: Path) -> None:
+    settings = Settings.from_env({"EARMARK_STORAGE_DIR": str(tmp_path)})
+    assert settings.embedded and settings.database_url == f"sqlite:///{tmp_path}/earmark.db"
+    assert settings.auth == "keys" and settings.cors_origins == ()
+    assert settings.visibility_timeout > settings.task_time_limit
+    env = {"EARMARK_STORAGE_DIR": str(tmp_path), "EARMARK_BOOTSTRAP_KEYS": "ci:" + KEY}
+    assert Settings.from_env(env).bootstrap_keys == (("ci", KEY),)
+    with pytest.raises(SettingsError, match="16 characters"):
+        Settings.from_env({"EARMARK_BOOTSTRAP_KEYS": "ci:short"})
+    with pytest.raises(SettingsError, match="EARMARK_AUTH"):
+        Settings.from_env({"EARMARK_AUTH": "maybe"})
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migrations_match_the_models(tmp_path: Path, backend: str, request) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from earmark.service.models import Base
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'm.db'}"
+    else:  # a fresh database in the session's PostgreSQL server
+        import psycopg
+
+        server = request.getfixturevalue("postgres_url")
+        port = server.rsplit(":", 1)[1].split("/")[0]
+        dsn = f"host=127.0.0.1 port={port} user=earmark dbname=postgres"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS migrations_check")
+            conn.execute("CREATE DATABASE migrations_check")
+        url = server.rsplit("/", 1)[0] + "/migrations_check"
+    upgrade(url)
+    db = Database(url)
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    db.dispose()
+    assert diff == []
+
+
+def test_local_rate_limit() -> None:
+    limiter = RateLimiter(3)
+    assert [limiter.hit("k")[0] for _ in range(4)] == [True, True, True, False]
+    assert limiter.hit("other")[0]
+
+
+def test_redis_rate_limit_is_shared(redis_url: str) -> None:
+    a, b = RateLimiter(2, redis_url), RateLimiter(2, redis_url)
+    assert a.hit("shared")[0] and b.hit("shared")[0]
+    allowed, retry_after = a.hit("shared")
+    assert not allowed and 0 < retry_after <= 60
+
+
+def make_client(tmp_path: Path, **overrides) -> TestClient:
+    env = {
+        "EARMARK_STORAGE_DIR": str(tmp_path),
+        "EARMARK_BOOTSTRAP_KEYS": f"unit:{KEY}",
+        **overrides,
+    }
+    return TestClient(create_app(Settings.from_env(env)))
+
+
+def test_keys_limits_cors_and_file_names_in_process(tmp_path: Path, fixtures_dir: Path) -> None:
+    body = (fixtures_dir / "esc10_dog_1-100032-A.ogg").read_bytes()
+    with make_client(tmp_path, EARMARK_RATE_LIMIT="6") as http:
+        assert http.get("/healthz").json() == {"status": "ok"}
+        assert http.get("/v1/jobs").status_code == 401
+        auth = {"X-API-Key": KEY, "Origin": "https://elsewhere.example"}
+        response = http.post(
+            "/v1/jobs", headers=auth, files={"files": ("../../etc/passwd.ogg", body)}
+        )
+        assert response.status_code == 201, response.text
+        assert "access-control-allow-origin" not in response.headers  # CORS off by default
+        job = response.json()["id"]
+        status = http.get(f"/v1/jobs/{job}", headers=auth).json()
+        assert status["state"] == "queued" and status["files"][0]["name"] == "passwd.ogg"
+        stored = list((tmp_path / "jobs" / job / "audio").iterdir())
+        assert [p.name for p in stored] == ["000.ogg"]
+        assert not (tmp_path / "etc").exists()
+        codes = [http.get("/v1/jobs", headers=auth).status_code for _ in range(6)]
+        assert codes[-1] == 429 and codes[0] == 200
+        limited = http.get("/v1/jobs", headers=auth)
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) <= 60
+
+
+def test_open_mode_only_serves_loopback(tmp_path: Path) -> None:
+    with make_client(tmp_path, EARMARK_AUTH="none") as http:  # TestClient's host is not loopback
+        response = http.get("/v1/jobs")
+        assert response.status_code == 403 and "loopback" in response.json()["detail"]

@@ -1,0 +1,99 @@
+"""Embedded mode (SQLite, local worker, no Redis/PostgreSQL) and the web page in Chromium."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+from servers import Server, stop
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def embedded(model_dir: Path, tmp_path_factory, artifacts: Path):
+    """``earmark serve`` with no broker and no database configured, open on loopback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EARMARK_")}
+    env.update(
+        EARMARK_STORAGE_DIR=str(tmp_path_factory.mktemp("embedded")),
+        EARMARK_MODEL_DIR=str(model_dir),
+        EARMARK_AUTH="none",
+        EARMARK_WORKER_THREADS="1",
+        EARMARK_LOG_LEVEL="warning",
+    )
+    server = Server(env, [], artifacts / "embedded.log")
+    try:
+        yield server
+    finally:
+        stop(server.proc)
+
+
+def test_web_page_upload_timeline_and_table(embedded, fixtures_dir: Path, artifacts: Path):
+    if not Path(CHROMIUM).exists():
+        message = f"{CHROMIUM} not found (apt-get install chromium)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    audio = fixtures_dir / "esc10_dog_1-100032-A.ogg"
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1000})
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(embedded.url + "/")
+            page.wait_for_load_state("networkidle")
+            assert page.locator("#keybox").is_hidden()  # auth off on loopback: no key needed
+            page.set_input_files("#files", str(audio))
+            page.fill("#threshold", "0.3")
+            page.click("#submit")
+            page.wait_for_selector("#timeline .event-bar", timeout=90_000)
+            bars = page.locator('#timeline .event-bar[data-label="Dog"]')
+            assert bars.count() >= 1
+            # hovering an event names it with its times
+            bars.first.hover()
+            assert "Dog" in page.locator("#tooltip").inner_text()
+            # the table lists it and filters
+            page.fill("#filter", "dog")
+            rows = page.locator("#events tbody tr")
+            assert rows.count() >= 1
+            assert all("dog" in t.lower() for t in rows.all_inner_texts())
+            page.wait_for_timeout(500)  # let the spectrogram draw
+            page.screenshot(path=str(artifacts / "web-page.png"), full_page=True)
+            # the page's downloads come from the API
+            with page.expect_download() as info:
+                page.click('button[data-format="csv"]')
+            path = info.value.path()
+            assert "Dog" in Path(path).read_text()
+        finally:
+            browser.close()
+    assert not errors, errors
+
+
+def test_embedded_mode_runs_without_redis_or_postgres(embedded, fixtures_dir: Path) -> None:
+    """The same job path with SQLite and the local worker; sync detection too."""
+    with httpx.Client(base_url=embedded.url, timeout=120) as http:
+        ready = http.get("/readyz").json()
+        assert ready["checks"]["broker"].startswith("embedded")
+        body = (fixtures_dir / "esc10_rooster_1-26806-A.ogg").read_bytes()
+        answer = http.post("/v1/detect", files={"file": ("rooster.ogg", body)})
+        assert answer.status_code == 200, answer.text
+        labels = {e["label"] for e in answer.json()["events"]}
+        assert "Chicken, rooster" in labels
+        # the HTML report of the job (rendered on first request, then kept)
+        report = http.get(f"/v1/jobs/{answer.json()['job']}/report")
+        assert report.status_code == 200, report.text
+        assert report.headers["content-type"].startswith("text/html")
+        assert "rooster.ogg" in report.text and "Chicken, rooster" in report.text
+        jobs = http.get("/v1/jobs").json()
+        assert jobs["total"] >= 1 and jobs["jobs"][0]["state"] == "done"
+        assert 'earmark_jobs{state="done"}' in http.get("/metrics").text

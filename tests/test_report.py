@@ -1,0 +1,143 @@
+"""The analysis report: built from a real run over several files, one of them corrupt."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from chromium import dump_dom, screenshot
+
+from earmark import cli
+from earmark.audio import _load_native
+from earmark.events import Event
+from earmark.outputs import read_events
+from earmark.report import build_report, timestamp
+from earmark.report_plots import MAX_PAGES, pages
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def run_dir(shared_dir: Path, model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``earmark detect --report`` over speech, a soundscape, 25 s of rain and a corrupt file."""
+    inputs = tmp_path_factory.mktemp("inputs")
+    fixtures = shared_dir / "audio" / "fixtures"
+    rain, sr = _load_native(shared_dir / "audio/backgrounds/sounds/rain/heavy-rain.mp3")
+    sf.write(inputs / "rain.flac", rain[: 25 * sr], sr)
+    good = (fixtures / "scaper_soundscape_20200501_22050.wav").read_bytes()
+    (inputs / "soundscape.wav").write_bytes(good)
+    # a real file whose header is destroyed: it cannot be decoded
+    (inputs / "corrupt.wav").write_bytes(b"\0" * 64 + good[64:4096])
+    (inputs / "speech.wav").write_bytes((fixtures / "panns_R9_ZSCveAHg_7s.wav").read_bytes())
+    out = tmp_path_factory.mktemp("run")
+    code = cli.main(["detect", str(inputs), "-o", str(out), "--report", "-q"])
+    assert code == cli.EXIT_FILES_FAILED  # the corrupt file fails, the others are written
+    return out
+
+
+def test_report_files_written(run_dir: Path) -> None:
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    md = (run_dir / "report.md").read_text(encoding="utf-8")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    # method from the manifest
+    sha = manifest["model"]["checkpoint_sha256"]
+    for text in (html, md):
+        assert sha in text and "mn04_as" in text and "0.432" in text
+        assert "earmark detect --config config.yaml" in text
+        assert "soxr" in text and "local scoring" in text
+    # self-contained: nothing loaded from elsewhere, pictures embedded
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "<link" not in html
+    ok_files = [f for f in manifest["files"] if f["status"] == "ok"]
+    assert html.count("data:image/png;base64,") >= 2 * len(ok_files)
+
+
+def test_report_has_every_event(run_dir: Path) -> None:
+    events = read_events(run_dir / "events.json")
+    assert events
+    md = (run_dir / "report.md").read_text(encoding="utf-8")
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    for e in events:
+        row = f"| {e.label} | {timestamp(e.onset)} | {timestamp(e.offset)} |"
+        assert row in md, row
+        assert f"<td>{timestamp(e.onset)}</td><td>{timestamp(e.offset)}</td>" in html
+    report = build_report(run_dir)
+    assert sorted(report.events, key=lambda e: (e.file, e.onset, e.label)) == sorted(
+        events, key=lambda e: (e.file, e.onset, e.label)
+    )
+    totals = {label: n for label, n, _ in report.class_totals()}
+    assert sum(totals.values()) == len(events)
+
+
+def test_failed_file_in_report(run_dir: Path) -> None:
+    report = build_report(run_dir)
+    (failed,) = [f for f in report.files if f.status == "failed"]
+    assert failed.path.endswith("corrupt.wav")
+    error = failed.entry["error"]
+    assert error and "corrupt.wav" in error
+    md = (run_dir / "report.md").read_text(encoding="utf-8")
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert f"**Failed:** {error}" in md
+    assert "decode_failed" in {a.kind for a in report.anomalies}
+    assert "Failed:" in html and "corrupt.wav" in html
+
+
+def test_dataset_levels_and_run_anomalies(run_dir: Path) -> None:
+    report = build_report(run_dir)
+    by_name = {Path(f.path).name: f for f in report.files}
+    rain = by_name["rain.flac"]
+    signal = rain.entry["audio"]["signal"]
+    assert -40 < signal["loudness_lufs"] < -10 and signal["noise_floor_dbfs"] < signal["peak_dbfs"]
+    kinds = {a.kind for a in rain.anomalies}
+    # heavy rain is broadband noise, and the model hears rain through the whole file
+    assert {"broadband_noise", "background"} <= kinds
+    background = next(a for a in rain.anomalies if a.kind == "background")
+    assert "Rain" in background.detail
+    speech = by_name["speech.wav"]
+    assert not {a.kind for a in speech.anomalies} & {"clipping", "low_level", "band_limited"}
+    md = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "Sound present through most of the file" in md and "Why it matters" in md
+
+
+def test_report_command_json(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = cli.main(["report", str(run_dir), "-o", str(tmp_path), "--json", "--no-pictures"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert Path(out["html"]).is_file() and Path(out["markdown"]).is_file()
+    assert any(a["kind"] == "decode_failed" for a in out["anomalies"])
+    assert cli.main(["report", str(tmp_path / "nothing")]) == cli.EXIT_USAGE
+
+
+def test_timeline_renders_in_chromium(run_dir: Path) -> None:
+    page = run_dir / "report.html"
+    dom = dump_dom(page)
+    report = build_report(run_dir)
+    drawn = len(re.findall(r'<rect class="event"', dom))
+    assert drawn == len(report.events) > 0
+    rendered = [int(n) for n in re.findall(r'data-rendered="(\d+)"', dom)]
+    assert sum(rendered) == len(report.events)
+    png = screenshot(page, ARTIFACTS / "report.png", width=1280, height=2400)
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(png)
+    assert pixels.shape[0] >= 2000 and pixels.std() > 0.05  # not a blank page
+
+
+def test_long_files_get_pages() -> None:
+    events = [Event("f", "Speech", "/m/09x0r", t, t + 2.0, 0.5, 0.4) for t in range(0, 3600, 7)]
+    events += [Event("f", "Dog", "/m/0bt9lr", 1805.0 + t, 1806.0 + t, 0.9, 0.8) for t in range(50)]
+    spans, left_out = pages(3600.0, events)
+    assert len(spans) == MAX_PAGES and left_out == 60 - MAX_PAGES
+    assert (1800.0, 1860.0) in spans  # the busiest minute is drawn
+    assert spans == sorted(spans)
+    assert pages(100.0, events) == ([(0.0, 60.0), (60.0, 100.0)], 0)
+
+
+def test_timestamp() -> None:
+    assert timestamp(0) == "0:00:00.000"
+    assert timestamp(3725.0126) == "1:02:05.013"
+    assert timestamp(59.9999) == "0:01:00.000"

@@ -376,3 +376,14 @@ def test_detect_then_evaluate(tmp_path: Path, shared_dir: Path, model_dir: Path)
     page = (report / "evaluation.html").read_text()
     assert 'id="per-class"' in page and "<svg" in page
     assert not math.isnan(metrics["segment"]["overall"]["f1"])
+
+    # the page as a browser shows it: tables and PSD-ROC curves render, offline
+    from chromium import dump_dom, screenshot
+
+    dom = dump_dom(report / "evaluation.html")
+    assert dom.count("<tr") > 3
+    assert "<polyline" in dom or "<path" in dom
+    assert "http://" not in dom.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    artifacts = Path(__file__).resolve().parents[1] / "test-artifacts"
+    png = screenshot(report / "evaluation.html", artifacts / "evaluation.png", 1200, 1400)
+    assert png.stat().st_size > 20_000  # a rendered page, not a blank one

@@ -581,13 +581,16 @@ def print_table(ev: Evaluation, stream: TextIO) -> None:
         stream.write(f"warning: {warning}\n")
 
 
-_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+# Okabe-Ito (colour-blind safe; black is kept for the PSD-ROC); dashes tell cycles apart
+_PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442")
+_DASHES = ("", "6 3", "2 2")
 
 
-def _svg_roc(title: str, res: Mapping[str, Any], width: int = 420, height: int = 300) -> str:
-    """A PSD-ROC plot (per-class curves thin, the PSD-ROC thick) as an inline SVG element."""
+def _svg_roc(title: str, res: Mapping[str, Any], width: int = 580, height: int = 300) -> str:
+    """A PSD-ROC plot (per-class curves thin, the PSD-ROC thick, a legend on the right) as an
+    inline SVG element."""
     max_x = float(res["params"]["max_efpr"])
-    left, right, top, bottom = 48, 12, 24, 40
+    left, right, top, bottom = 48, 160, 24, 40
     pw, ph = width - left - right, height - top - bottom
 
     def sx(x: float) -> float:
@@ -631,13 +634,29 @@ def _svg_roc(title: str, res: Mapping[str, Any], width: int = 420, height: int =
         f'<text x="12" y="{top + ph / 2}" font-size="11" text-anchor="middle" '
         f'transform="rotate(-90 12 {top + ph / 2})">TPR</text>'
     )
+    legend_x, step = left + pw + 14, min(14.0, (ph - 14) / max(len(res.get("class_roc", {})), 1))
+
+    def legend(row: int, label: str, stroke: str, widths: float, dash: str) -> None:
+        y = top + 8 + row * step
+        parts.append(
+            f'<line x1="{legend_x}" y1="{y:.1f}" x2="{legend_x + 20}" y2="{y:.1f}" '
+            f'stroke="{stroke}" stroke-width="{widths}" stroke-dasharray="{dash}"/>'
+        )
+        parts.append(
+            f'<text x="{legend_x + 26}" y="{y + 4:.1f}" font-size="11">{html.escape(label)}</text>'
+        )
+
+    roc = res.get("roc", {})
+    if roc.get("efpr"):
+        legend(0, "PSD-ROC", "#000", 2.5, "")
     for i, (cls, curve) in enumerate(res.get("class_roc", {}).items()):
-        color = _PALETTE[i % len(_PALETTE)]
+        color, dash = _PALETTE[i % len(_PALETTE)], _DASHES[(i // len(_PALETTE)) % len(_DASHES)]
         parts.append(
             f'<path d="{path(curve["efpr"], curve["tpr"])}" fill="none" stroke="{color}" '
-            f'stroke-width="1" opacity="0.6"><title>{html.escape(cls)}</title></path>'
+            f'stroke-width="1.5" stroke-dasharray="{dash}" opacity="0.85">'
+            f"<title>{html.escape(cls)}</title></path>"
         )
-    roc = res.get("roc", {})
+        legend(i + 1, cls, color, 1.5, dash)
     if roc.get("efpr"):
         parts.append(
             f'<path d="{path(roc["efpr"], roc["tpr"])}" fill="none" stroke="#000" '

@@ -157,6 +157,7 @@ def main() -> int:
     logs = Path(__file__).resolve().parent / "data" / "service-logs"
     logs.mkdir(parents=True, exist_ok=True)
     storage = logs / "storage"
+    load_before = os.getloadavg()
     with redis_server() as redis_url, postgres_server() as database_url:
         env = dict(os.environ)
         env.update(
@@ -191,6 +192,10 @@ def main() -> int:
         {
             "note": "2-core machine shared with other engineers' jobs while measured: "
             "figures are pessimistic; API and workers share the same 2 cores",
+            "load_average_before_and_after": [
+                [round(v, 1) for v in load_before],
+                [round(v, 1) for v in os.getloadavg()],
+            ],
             "load": load,
             "throughput": runs,
             "long_job_recording_minutes": args.minutes,

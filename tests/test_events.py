@@ -69,7 +69,7 @@ def real_scores(labels: list[Label], frames: int, **values: list[float]) -> np.n
 
 
 def test_defaults():
-    assert DEFAULT_THRESHOLD == 0.2
+    assert DEFAULT_THRESHOLD == 0.15
     assert OFF_RATIO == 0.5
     options = PostprocessOptions()
     assert options.threshold == DEFAULT_THRESHOLD

@@ -128,14 +128,6 @@ def test_bad_arguments(tagger: Tagger, fixtures_dir: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- ESC-10 clips
-# Clips whose class the defaults miss with mn04_as (local scoring, threshold 0.2, median filter
-# 0.96 s). Measured: max over frames of the best mapped class.
-ESC10_MISSED = {
-    "helicopter": "mn04_as, defaults: best mapped class 'Helicopter' peaks at 0.264 in a single "
-    "frame, removed by the 3-frame median filter (whole-clip: Vehicle 0.33, Helicopter 0.11)",
-    "crackling_fire": "mn04_as, defaults: best mapped class 'Fire' peaks at 0.202 in a single "
-    "frame, removed by the 3-frame median filter (whole-clip 0.041)",
-}
 ESC10 = {
     "dog": "esc10_dog_1-100032-A.ogg",
     "rain": "esc10_rain_1-17367-A.ogg",
@@ -152,17 +144,7 @@ ESC10 = {
 
 @pytest.mark.parametrize(
     ("cls", "name"),
-    [
-        pytest.param(
-            cls,
-            name,
-            id=cls,
-            marks=[pytest.mark.xfail(strict=True, reason=ESC10_MISSED[cls])]
-            if cls in ESC10_MISSED
-            else [],
-        )
-        for cls, name in ESC10.items()
-    ],
+    [pytest.param(cls, name, id=cls) for cls, name in ESC10.items()],
 )
 def test_esc10_clip_detects_its_class(
     tagger: Tagger, fixtures_dir: Path, label_map: dict[str, list[str]], cls: str, name: str

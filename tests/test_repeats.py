@@ -155,3 +155,30 @@ def test_unrelated_files_share_nothing(fixtures_dir: Path) -> None:
     result = find_repeats(files, jobs=1)
     assert result.segments == []
     assert all(f.status in ("ok", "partial") for f in result.files)
+
+
+def test_shared_silence_is_not_part_of_a_segment(shared_dir: Path) -> None:
+    """Digital silence right after the shared music in both files does not extend the match."""
+    from earmark.audio import load
+    from earmark.fingerprint import FINGERPRINT_SAMPLE_RATE as SR
+    from earmark.fingerprint import fingerprint_waveform
+    from earmark.repeats import find_repeats_in_fingerprints
+
+    music = load(shared_dir / "audio" / "music" / "moh" / "reno_project-system.wav", SR)
+    theme = music[20 * SR : 45 * SR]
+    rng = np.random.default_rng(1)
+    speech = load(shared_dir / "audio" / "speech" / "asterisk" / "demo-instruct.wav", SR)
+
+    def episode(before: float, body: np.ndarray) -> np.ndarray:
+        noise = rng.normal(0, 0.003, int(before * SR)).astype(np.float32)
+        return np.concatenate([noise, theme, np.zeros(3 * SR, np.float32), body])
+
+    ep1 = episode(10.0, speech[: 15 * SR])
+    ep2 = episode(31.0, rng.normal(0, 0.01, 15 * SR).astype(np.float32))
+    segments, _ = find_repeats_in_fingerprints(
+        [fingerprint_waveform(ep1, "a"), fingerprint_waveform(ep2, "b")]
+    )
+    assert len(segments) == 1
+    a, b = segments[0].occurrences
+    assert abs(a.start - 10.0) < 0.3 and abs(a.end - 35.0) < 0.3, a
+    assert abs(b.start - 31.0) < 0.3 and abs(b.end - 56.0) < 0.3, b

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 from chromium import dump_dom, screenshot
@@ -103,6 +104,21 @@ def test_dataset_levels_and_run_anomalies(run_dir: Path) -> None:
     assert "Sound present through most of the file" in md and "Why it matters" in md
 
 
+def test_unknown_sound_needs_loud_unexplained_audio(run_dir: Path) -> None:
+    from earmark.anomalies import unknown
+
+    report = build_report(run_dir)
+    scape = next(f for f in report.files if f.path.endswith("soundscape.wav"))
+    assert scape.signal is not None and scape.scores is not None
+    # with the model's real scores, the loud siren (2-7 s) is explained
+    found = unknown(scape.path, scape.signal, scape.scores, scape.hop, scape.names)
+    assert not any(a < 6.0 and b > 3.0 for r in found for a, b in r.regions)
+    # the same audio with every class silenced is loud and unexplained there
+    muted = np.zeros_like(scape.scores)
+    (anomaly,) = unknown(scape.path, scape.signal, muted, scape.hop, scape.names)
+    assert any(a <= 3.0 and b >= 6.0 for a, b in anomaly.regions), anomaly.regions
+
+
 def test_report_command_json(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     code = cli.main(["report", str(run_dir), "-o", str(tmp_path), "--json", "--no-pictures"])
     assert code == 0
@@ -120,11 +136,14 @@ def test_timeline_renders_in_chromium(run_dir: Path) -> None:
     assert drawn == len(report.events) > 0
     rendered = [int(n) for n in re.findall(r'data-rendered="(\d+)"', dom)]
     assert sum(rendered) == len(report.events)
-    png = screenshot(page, ARTIFACTS / "report.png", width=1280, height=2400)
     import matplotlib.image
 
-    pixels = matplotlib.image.imread(png)
-    assert pixels.shape[0] >= 2000 and pixels.std() > 0.05  # not a blank page
+    png = screenshot(page, ARTIFACTS / "report.png", width=1280, height=6000)
+    pixels = matplotlib.image.imread(png)[..., :3]
+    assert pixels.shape[0] == 6000 and pixels.std() > 0.05  # not a blank page
+    # the files' sections further down: timelines (drawn by the script) and pictures
+    colourful = np.ptp(pixels[3000:], axis=2) > 0.2  # saturated pixels: event bars, spectrogram
+    assert colourful.mean() > 0.02
 
 
 def test_long_files_get_pages() -> None:

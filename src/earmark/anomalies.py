@@ -30,7 +30,7 @@ LOW_SNR_DB = 10.0
 NOISE_FLOOR_DBFS = -45.0
 NOISE_FLATNESS = 0.25
 OVERLAP_LABELS = 5
-UNKNOWN_RISE_DB = 15.0
+UNKNOWN_RISE_DB = 10.0
 UNKNOWN_MAX_SCORE = 0.15
 COMPETE_LOW, COMPETE_HIGH = 0.1, 0.35
 COMPETE_RATIO = 0.8
@@ -301,17 +301,18 @@ def unknown(
     """Loud stretches no class explains: energy far above the noise floor, no confident score."""
     if scores.size == 0 or s.mel_db.size == 0:
         return []
-    power = 10 ** (s.mel_db.astype(np.float64) / 10)
-    level = 10 * np.log10(np.maximum(power.sum(axis=1), 1e-30))
-    floor = np.percentile(level, 10)
+    # how far the loudest 10 % of bands stand above their own noise floor: a sound in a few
+    # bands counts even when a loud low-frequency background dominates the broadband level
+    above = s.mel_db.astype(np.float32) - s.noise_spectrum_db[None, :]
+    rise = np.percentile(above, 90, axis=1)
     per = max(1, round(hop / s.mel_hop))
-    n = min(scores.shape[0], level.size // per)
+    n = min(scores.shape[0], rise.size // per)
     if n == 0:
         return []
-    frame_level = level[: n * per].reshape(n, per).mean(axis=1)
+    frame_rise = rise[: n * per].reshape(n, per).mean(axis=1)
     keep = [i for i, name in enumerate(names) if name not in IGNORED_FOR_UNKNOWN]
     best = scores[:n, keep].max(axis=1)
-    mask = (frame_level >= floor + UNKNOWN_RISE_DB) & (best < UNKNOWN_MAX_SCORE)
+    mask = (frame_rise >= UNKNOWN_RISE_DB) & (best < UNKNOWN_MAX_SCORE)
     regions = runs(mask, hop, min_seconds=1.0, gap=hop)
     if not regions:
         return []
@@ -321,9 +322,9 @@ def unknown(
             "Unknown sound (loud, no confident class)",
             "warning",
             file,
-            f"{_seconds(regions):.1f} s in {len(regions)} region(s) at least "
-            f"{UNKNOWN_RISE_DB:.0f} dB above the noise floor where no class scores "
-            f"{UNKNOWN_MAX_SCORE} or more",
+            f"{_seconds(regions):.1f} s in {len(regions)} region(s) where a tenth of the "
+            f"frequency bands stand {UNKNOWN_RISE_DB:.0f} dB or more above their noise floor "
+            f"and no class scores {UNKNOWN_MAX_SCORE} or more",
             "Something loud is there that the model does not recognise: a sound outside the "
             "527 AudioSet classes, a distorted one, or one unlike its training data. Listen to "
             "these regions; a custom class may be needed.",

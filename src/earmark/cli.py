@@ -225,7 +225,11 @@ def cmd_detect(args: argparse.Namespace, argv: Sequence[str]) -> int:
     elif not args.quiet:
         print_summary(summary, sys.stdout)
     if args.report:  # earmark.report: report.html + report.md in the output folder
-        paths = report.write_report(summary.out_dir)
+        try:
+            paths = report.write_report(summary.out_dir)
+        except (OSError, ValueError) as exc:  # the detection outputs are written all the same
+            print(f"earmark: report: {exc}", file=sys.stderr)
+            return EXIT_FILES_FAILED
         if not args.quiet and not args.json:
             print(f"report: {paths[0]}")
     if args.quiet:  # quiet means no progress or summary, but errors are still reported

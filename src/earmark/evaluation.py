@@ -60,7 +60,6 @@ from pathlib import Path, PurePath, PureWindowsPath
 from typing import Any, Protocol
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 __all__ = [
     "EventLike",
@@ -198,6 +197,8 @@ def _match_file(
     same_label = np.array([[r.label == p.label for p in pred] for r in ref], dtype=bool)
     big = float(min(len(ref), len(pred)) + 1)
     weight = np.where(time_hits & same_label, big, np.where(time_hits, 1.0, 0.0))
+    from scipy.optimize import linear_sum_assignment  # slow to import; only when matching
+
     rows, cols = linear_sum_assignment(weight, maximize=True)
     correct: list[tuple[int, int]] = []
     substitutions = 0
@@ -212,6 +213,8 @@ def _match_file(
 def _max_matching(hits: np.ndarray) -> int:
     if hits.size == 0:
         return 0
+    from scipy.optimize import linear_sum_assignment
+
     rows, cols = linear_sum_assignment(hits.astype(float), maximize=True)
     return int(hits[rows, cols].sum())
 

@@ -400,7 +400,7 @@ def process_file(
                     meta={"file": str(path), "duration": scores.duration, **scores.meta},
                 )
                 result.outputs["scores"] = str(scores_path)
-            result.outputs["signal"] = str(analysis.write(stem))
+            result.info["signal_file"] = str(analysis.write(stem))  # levels for the report
         result.status = "partial" if result.warnings else "ok"
     except (AudioError, OSError, ValueError, RuntimeError) as exc:
         result.error = _describe_error(path, exc)

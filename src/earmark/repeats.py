@@ -16,8 +16,10 @@ Method (see docs/repeats.md for the measurements behind each choice):
    level stop the segment. Boundaries are thus at frame precision (32 ms), not at a grid.
 5. **Clustering**: the two sides of every pair match are occurrences; overlapping occurrences
    in one file are merged, and matches link them into clusters (one recurring segment each).
-   Each occurrence's start and end are the lower and upper quartiles of its pairwise
-   estimates: a partner with a shortened intro, or speech over its edge, does not cut it.
+   Each occurrence's boundaries come from its BER against all partners averaged (a partner
+   with a shortened intro does not cut it), extended to landmarks shared just outside an edge,
+   and moved to the partners' median edge when the gap is the same audio under other sound
+   (speech over the edge) rather than chance level (a shortened segment).
 6. **Kinds**: the largest cluster near the start of the episodes is the ``intro``, the largest
    near the end the ``outro``; a segment early in some files and in the body of others is a
    ``recap``; the rest is ``other``. Files of the series that lack the intro or outro are
@@ -282,6 +284,20 @@ def _frame(seconds: float) -> int:
     return round((seconds - WINDOW_SECONDS / 2) / HOP_SECONDS)
 
 
+SILENCE_DB = -75.0
+"""Frames quieter than this (dB re full scale) carry no evidence: two silent stretches do not
+match (their sub-fingerprints are both all zeros)."""
+
+
+def _aligned_ber(fa: FileFingerprint, fb: FileFingerprint, lo: int, hi: int, d: int) -> np.ndarray:
+    """Bit error rate of frames ``lo..hi-1`` of A against ``lo+d..hi+d-1`` of B; frames where
+    either side is silent count as chance (0.5)."""
+    ber = bit_errors(fa.bits[lo:hi], fb.bits[lo + d : hi + d])
+    silent = (fa.loudness[lo:hi] < SILENCE_DB) | (fb.loudness[lo + d : hi + d] < SILENCE_DB)
+    ber[silent] = CHANCE_BER
+    return ber
+
+
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """``[start, stop)`` of the runs of True in a boolean array."""
     if mask.size == 0:
@@ -402,14 +418,14 @@ def _match_seed(
         lo, hi = max(s0, 0, -d), min(s1, na, nb - d)
         if hi - lo < _frames(1.0):
             continue
-        b = float(bit_errors(fp_a.bits[lo:hi], fp_b.bits[lo + d : hi + d]).mean())
+        b = float(_aligned_ber(fp_a, fp_b, lo, hi, d).mean())
         if best is None or b < best[0]:
             best = (b, d)
     if best is None:
         return None
     d = best[1]
     lo, hi = max(s0 - ext, 0, -d), min(s1 + ext, na, nb - d)
-    ber = bit_errors(fp_a.bits[lo:hi], fp_b.bits[lo + d : hi + d])
+    ber = _aligned_ber(fp_a, fp_b, lo, hi, d)
     got = _delimit(ber, s0 - lo, s1 - lo, opts)
     if got is None:
         return None
@@ -444,7 +460,7 @@ def _refine(
         lo, hi = max(f0, -d), min(f1, fps[p].n_frames - d)
         if hi <= lo:
             continue
-        total[lo - f0 : hi - f0] += bit_errors(fps[x].bits[lo:hi], fps[p].bits[lo + d : hi + d])
+        total[lo - f0 : hi - f0] += _aligned_ber(fps[x], fps[p], lo, hi, d)
         count[lo - f0 : hi - f0] += 1
     avg = np.where(count > 0, total / np.maximum(count, 1), CHANCE_BER).astype(np.float32)
     got = _delimit(avg, _frame(start) - f0, _frame(end) - f0, opts)
@@ -465,7 +481,7 @@ def _landmark_extent(
     aligned time (+-1 frame) in ``x`` and in partners is music present in both, from its
     anchor to its target peak. Up to 8 s beyond each edge, the edge moves to the outermost
     landmark that is confirmed (by one partner, or by two when there are three or more) and
-    has a second confirmed landmark within 3 s on the inner side.
+    has a second confirmed landmark outside the edge within 3 s on its inner side.
     """
     fx = fps[x]
     reach = _frames(8.0)
@@ -500,12 +516,14 @@ def _landmark_extent(
     targets = np.array(sorted(s[1] for s in spans))
     window = _frames(3.0)
     # start: outermost anchor before a with another confirmed anchor within 3 s after it
+    # outermost confirmed landmark outside the edge with another one outside the edge within
+    # 3 s on its inner side (a single random coincidence does not move an edge)
     for t in anchors[anchors < a]:
-        if np.count_nonzero((anchors > t) & (anchors <= t + window)) >= 1:
+        if np.count_nonzero((anchors > t) & (anchors <= t + window) & (anchors < a)) >= 1:
             a = int(t)
             break
     for t in targets[targets > b][::-1]:
-        if np.count_nonzero((targets < t) & (targets >= t - window)) >= 1:
+        if np.count_nonzero((targets < t) & (targets >= t - window) & (targets > b)) >= 1:
             b = int(t) + 1
             break
     return a, b
@@ -628,26 +646,40 @@ def _cluster(
 
     segments = []
     for nodes in clusters.values():
-        occs = []
+        info = []
         for ks in nodes.values():
             file = sides[ks[0]][0]
             starts = np.array([sides[k][1] for k in ks])
             ends = np.array([sides[k][2] for k in ks])
-            partners = sorted(
-                {sides[k ^ 1][0] for k in ks if sides[k ^ 1][0] != file}, key=lambda f: f
-            )
-            bers = [matches[sides[k][3]].ber for k in ks]
-            start, end = float(np.median(starts)), float(np.median(ends))
-            links = {}
+            links: dict[int, int] = {}
             for k in ks:
                 m = matches[sides[k][3]]
                 if sides[k ^ 1][0] != file:
                     links[sides[k ^ 1][0]] = m.offset if k % 2 == 0 else -m.offset
+            start, end = float(np.median(starts)), float(np.median(ends))
             refined = _refine(fps, file, sorted(links.items()), start, end, opts)
             if refined is not None:
                 start, end = refined
+            info.append(
+                {
+                    "file": file,
+                    "start": start,
+                    "end": end,
+                    "links": links,
+                    "starts": starts,
+                    "ends": ends,
+                    "bers": [matches[sides[k][3]].ber for k in ks],
+                }
+            )
+        by_file: dict[int, list[dict]] = {}
+        for i in info:
+            by_file.setdefault(i["file"], []).append(i)
+        edges = [_template_edges(fps, i, by_file) for i in info]
+        occs = []
+        for i, (start, end) in zip(info, edges, strict=True):
             if end - start < opts.min_duration:
                 continue
+            file, bers, partners = i["file"], i["bers"], sorted(i["links"])
             strength = min(max((CHANCE_BER - min(bers)) / 0.35, 0.0), 1.0)
             confidence = strength * (1.0 - 0.5 ** len(partners))
             occs.append(
@@ -660,8 +692,8 @@ def _cluster(
                     confidence=confidence,
                     ber=float(min(bers)),
                     shared_with=[names[p] for p in partners],
-                    start_spread=float(np.subtract(*np.quantile(starts, [0.75, 0.25]))),
-                    end_spread=float(np.subtract(*np.quantile(ends, [0.75, 0.25]))),
+                    start_spread=float(np.subtract(*np.quantile(i["starts"], [0.75, 0.25]))),
+                    end_spread=float(np.subtract(*np.quantile(i["ends"], [0.75, 0.25]))),
                 )
             )
         if len(occs) < 2:
@@ -670,6 +702,63 @@ def _cluster(
         segments.append(Segment(id=-1, kind="other", occurrences=occs, missing=[]))
     _classify(segments, names, durations, opts)
     return segments
+
+
+def _template_edges(
+    fps: list[FileFingerprint], occ: dict, by_file: dict[int, list[dict]]
+) -> tuple[float, float]:
+    """Move an edge of an occurrence out to where most partners put it, if the audio agrees.
+
+    Speech over the start or end of the music in one file can hide that edge from every
+    comparison of this file. The partners' own edges, mapped into this file, say where the
+    segment should start and end (their median); if that is up to 6 s further out and the mean
+    BER over the gap against the partners whose segment covers it is significantly below chance
+    (``0.5 - 0.055 / sqrt(gap seconds)``, 3 standard deviations of unrelated audio), the gap is
+    the same music under other sound and the edge moves. A shortened segment (chance-level BER
+    in the gap) keeps its own edge.
+    """
+    x = occ["file"]
+    nx = fps[x].n_frames
+    s_x, e_x = _frame(occ["start"]), _frame(occ["end"])
+    mapped = []  # (partner, offset, start, stop) in frames of x
+    for p, d in occ["links"].items():
+        best = None
+        for c in by_file.get(p, ()):
+            ps, pe = _frame(c["start"]) - d, _frame(c["end"]) - d
+            ov = min(pe, e_x) - max(ps, s_x)
+            if ov > 0 and (best is None or ov > best[0]):
+                best = (ov, ps, pe)
+        if best is not None:
+            mapped.append((p, d, best[1], best[2]))
+    start, end = occ["start"], occ["end"]
+    if len(mapped) < 2:
+        return start, end
+
+    def gap_ber(lo: int, hi: int, users: list[tuple[int, int, int, int]]) -> float:
+        total, count = 0.0, 0
+        for p, d, _, _ in users:
+            a, b = max(lo, 0, -d), min(hi, nx, fps[p].n_frames - d)
+            if b > a:
+                total += float(_aligned_ber(fps[x], fps[p], a, b, d).sum())
+                count += b - a
+        return total / count if count else CHANCE_BER
+
+    template_start = int(np.median([m[2] for m in mapped]))
+    template_end = int(np.median([m[3] for m in mapped]))
+    lo_gap, hi_gap = _frames(1.0), _frames(6.0)
+    gap = s_x - max(template_start, 0)
+    if lo_gap <= gap <= hi_gap:
+        users = [m for m in mapped if m[2] <= template_start + _frames(0.5)]
+        level = CHANCE_BER - 0.055 / np.sqrt(gap * HOP_SECONDS)
+        if users and gap_ber(s_x - gap, s_x, users) < level:
+            start = _boundary(s_x - gap, nx, fps[x].duration)
+    gap = min(template_end, nx) - e_x
+    if lo_gap <= gap <= hi_gap:
+        users = [m for m in mapped if m[3] >= template_end - _frames(0.5)]
+        level = CHANCE_BER - 0.055 / np.sqrt(gap * HOP_SECONDS)
+        if users and gap_ber(e_x, e_x + gap, users) < level:
+            end = _boundary(e_x + gap, nx, fps[x].duration)
+    return start, end
 
 
 def _classify(

@@ -157,7 +157,8 @@ def build_report(run_dir: str | Path) -> Report:
             path, entry, sorted(by_file.get(path, []), key=lambda e: (e.onset, e.label))
         )
         outputs = entry.get("outputs") or {}
-        signal_path = _locate(run_dir, outputs.get("signal"))
+        audio = entry.get("audio") or {}
+        signal_path = _locate(run_dir, outputs.get("signal") or audio.get("signal_file"))
         if signal_path is not None:
             fr.signal = read_signal(signal_path)
         scores_path = _locate(run_dir, outputs.get("scores"))
@@ -437,6 +438,26 @@ class _Raw(str):
     """HTML that is already escaped."""
 
 
+def _figure(
+    f: FileReport,
+    title: str,
+    alt: str,
+    threshold: float | None,
+    regions: list[tuple[float, float, str]],
+    span: tuple[float, float] | None = None,
+) -> str:
+    """One file's spectrogram/events/scores picture (or a page of it) as an HTML block."""
+    from earmark import report_plots as plots
+
+    mel = f.signal.mel_db if f.signal is not None else None
+    mel_hop = f.signal.mel_hop if f.signal is not None else 0.032
+    png = plots.file_figure(
+        title, f.duration, mel, mel_hop, f.events, f.scores, f.hop, f.names, threshold,
+        span=span, regions=regions,
+    )  # fmt: skip
+    return f"<div class='fig'>{_img(png, alt)}</div>"
+
+
 def render_html(report: Report, pictures: bool = True) -> str:
     """The report as one self-contained HTML page."""
     from earmark import report_plots as plots
@@ -606,28 +627,16 @@ def render_html(report: Report, pictures: bool = True) -> str:
             regions = [
                 (s, e, SEVERITY_COLOUR[a.severity]) for a in f.anomalies for s, e in a.regions
             ]
-            mel = f.signal.mel_db if f.signal is not None else None
-            mel_hop = f.signal.mel_hop if f.signal is not None else 0.032
             long_file = f.duration > plots.LONG_FILE_SECONDS
-            title = f"{Path(f.path).name}" + (" — overview" if long_file else "")
+            name = Path(f.path).name
             parts.append(
-                "<div class='fig'>"
-                + _img(
-                    plots.file_figure(
-                        title,
-                        f.duration,
-                        mel,
-                        mel_hop,
-                        f.events,
-                        f.scores,
-                        f.hop,
-                        f.names,
-                        threshold,
-                        regions=regions,
-                    ),
+                _figure(
+                    f,
+                    name + (" — overview" if long_file else ""),
                     f"spectrogram, events and scores of {f.path}",
+                    threshold,
+                    regions,
                 )
-                + "</div>"
             )
             if long_file:
                 spans, left_out = plots.pages(f.duration, f.events)
@@ -639,26 +648,9 @@ def render_html(report: Report, pictures: bool = True) -> str:
                     "</summary>"
                 )
                 for a, b in spans:
-                    parts.append(
-                        "<div class='fig'>"
-                        + _img(
-                            plots.file_figure(
-                                f"{Path(f.path).name} {timestamp(a)}–{timestamp(b)}",
-                                f.duration,
-                                mel,
-                                mel_hop,
-                                f.events,
-                                f.scores,
-                                f.hop,
-                                f.names,
-                                threshold,
-                                span=(a, b),
-                                regions=regions,
-                            ),
-                            f"{f.path} from {a:.0f} s",
-                        )
-                        + "</div>"
-                    )
+                    title = f"{name} {timestamp(a)}–{timestamp(b)}"
+                    alt = f"{f.path} from {a:.0f} s"
+                    parts.append(_figure(f, title, alt, threshold, regions, (a, b)))
                 parts.append("</details>")
             if f.signal is not None and f.signal.block_rms_db.size:
                 parts.append(
@@ -712,12 +704,15 @@ def render_html(report: Report, pictures: bool = True) -> str:
 
 
 def write_report(
-    run_dir: str | Path, out: str | Path | None = None, pictures: bool = True
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    pictures: bool = True,
+    report: Report | None = None,
 ) -> tuple[Path, Path]:
-    """Build and write ``report.html`` and ``report.md`` (into ``out``, default the run folder)."""
+    """Build (unless given) and write ``report.html`` and ``report.md`` (default: in the run)."""
     from earmark.outputs import atomic_write_text
 
-    report = build_report(run_dir)
+    report = report if report is not None else build_report(run_dir)
     target = Path(out) if out is not None else Path(run_dir)
     target.mkdir(parents=True, exist_ok=True)
     html_path, md_path = target / REPORT_HTML, target / REPORT_MD
@@ -730,12 +725,14 @@ def write_report(
 def cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``earmark report RUN_DIR``: write report.html and report.md."""
     try:
-        html_path, md_path = write_report(args.run_dir, args.output, pictures=not args.no_pictures)
+        report = build_report(args.run_dir)
+        html_path, md_path = write_report(
+            args.run_dir, args.output, pictures=not args.no_pictures, report=report
+        )
     except (FileNotFoundError, ValueError) as exc:
         print(f"earmark: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        report = build_report(args.run_dir)
         json.dump(
             {
                 "html": str(html_path),

@@ -152,8 +152,9 @@ def file_figure(
                 top.append(int(idx))
         times = (np.arange(a, a + part.shape[0]) + 0.5) * hop
         styles = ("-", "--", "-.", ":", (0, (5, 1)))
+        spare = [c for c in OKABE_ITO if c not in colours.values()] or list(OKABE_ITO)
         for k, idx in enumerate(top):
-            colour = colours.get(names[idx], OKABE_ITO[(len(lanes) + k) % len(OKABE_ITO)])
+            colour = colours.get(names[idx]) or spare[k % len(spare)]
             ax_curve.plot(
                 times, part[:, idx], color=colour, lw=1.6, ls=styles[k % 5], label=names[idx]
             )
@@ -224,7 +225,7 @@ def level_figure(
     _time_axis(ax, 0.0, max(block_rms_db.size * block_seconds, 1e-3))
     ax.set_ylabel("dBFS")
     ax.set_title(title, loc="left", fontsize=11)
-    ax.legend(loc="lower right", fontsize=9)
+    ax.legend(loc="upper right", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     buffer = io.BytesIO()

@@ -298,7 +298,7 @@ class LevelMeter:
                 self._frames(np.zeros(SPEC_FFT // 2 + SPEC_HOP, dtype=np.float32), padding=True)
                 # keep exactly one frame per started hop
                 mel = np.concatenate(self._mel) if self._mel else np.zeros((0, SPEC_BANDS))
-                self._mel = [mel[:expected].astype(np.float16)]
+                self._mel = [mel[:expected].astype(np.float16, copy=False)]
         self._result = self._compute()
         return self._result
 
@@ -313,7 +313,9 @@ class LevelMeter:
         active = float(np.percentile(audible, 95)) if audible.size else FLOOR_DB
         max_abs = float(peak.max()) if peak.size else 0.0
         clip_level, clipped_fraction, block_clipped = self._clipping(max_abs, peak)
-        mel = cat(self._mel).reshape(-1, SPEC_BANDS).astype(np.float16)
+        # one concatenation, no further copies: for hours of audio this is tens of MB
+        mel = cat(self._mel).reshape(-1, SPEC_BANDS).astype(np.float16, copy=False)
+        self._mel = [mel]
         spectrum = db(self._power_sum / max(self._n_power, 1))
         bandwidth, drop = bandwidth_of(np.asarray(spectrum), self.sample_rate)
         noise_spec, flatness = _noise_spectrum(mel)
@@ -429,7 +431,11 @@ def _noise_spectrum(mel: np.ndarray) -> tuple[np.ndarray, float]:
     """Per-band noise floor (10th percentile over time, dB) and its spectral flatness (0-1)."""
     if mel.shape[0] == 0:
         return np.full(SPEC_BANDS, FLOOR_DB, dtype=np.float32), 0.0
-    floor = np.percentile(mel.astype(np.float32), 10, axis=0).astype(np.float32)
+    # band by band: a float32 copy of one band at a time keeps memory flat for long files
+    floor = np.array(
+        [np.percentile(mel[:, b].astype(np.float32), 10) for b in range(mel.shape[1])],
+        dtype=np.float32,
+    )
     power = 10 ** (floor.astype(np.float64) / 10)
     flatness = float(np.exp(np.mean(np.log(power))) / max(np.mean(power), 1e-30))
     return floor, flatness
@@ -454,7 +460,7 @@ def write_signal(path: str | Path, stats: SignalStats) -> None:
             block_peak=stats.block_peak.astype(np.float32),
             block_dc=stats.block_dc.astype(np.float32),
             block_clipped=stats.block_clipped,
-            mel_db=stats.mel_db.astype(np.float16),
+            mel_db=np.asarray(stats.mel_db, dtype=np.float16),
             spectrum_db=stats.spectrum_db,
             noise_spectrum_db=stats.noise_spectrum_db,
         )

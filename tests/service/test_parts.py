@@ -134,3 +134,58 @@ def test_open_mode_only_serves_loopback(tmp_path: Path) -> None:
     with make_client(tmp_path, EARMARK_AUTH="none") as http:  # TestClient's host is not loopback
         response = http.get("/v1/jobs")
         assert response.status_code == 403 and "loopback" in response.json()["detail"]
+
+
+def test_db_keys_and_worker_check_commands(
+    tmp_path: Path, redis_url: str, model_dir: Path, monkeypatch, capsys
+) -> None:
+    import json
+
+    from earmark.cli import main
+
+    monkeypatch.setenv("EARMARK_STORAGE_DIR", str(tmp_path))
+    monkeypatch.setenv("EARMARK_MODEL_DIR", str(model_dir))
+    monkeypatch.delenv("EARMARK_DATABASE_URL", raising=False)
+    monkeypatch.delenv("EARMARK_BROKER_URL", raising=False)
+    assert main(["db", "upgrade"]) == 0
+    assert "at revision 0001" in capsys.readouterr().out
+    assert main(["keys", "create", "carol", "--json"]) == 0
+    created = json.loads(capsys.readouterr().out)
+    assert created["key"].startswith("em_") and len(created["key"]) > 40
+    assert main(["keys", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed == [
+        {"id": created["id"], "name": "carol", "prefix": created["key"][:8], "admin": False,
+         "revoked": False}
+    ]  # fmt: skip
+    assert created["key"] not in (tmp_path / "earmark.db").read_bytes().decode("latin-1")
+    assert main(["keys", "revoke", str(created["id"])]) == 0
+    with make_client(tmp_path) as http:
+        refused = http.get("/v1/jobs", headers={"X-API-Key": created["key"]})
+        assert refused.status_code == 401 and "revoked" in refused.json()["detail"]
+    assert main(["keys", "revoke", "999"]) == 2
+    # the worker probe: fails without a broker, passes with one
+    assert main(["worker", "--check"]) == 1
+    assert "EARMARK_BROKER_URL" in capsys.readouterr().err
+    monkeypatch.setenv("EARMARK_BROKER_URL", redis_url)
+    assert main(["worker", "--check"]) == 0
+
+
+def test_readiness_reports_unreachable_database_and_broker(tmp_path: Path) -> None:
+    from servers import free_port
+
+    closed = free_port()  # nothing listens there
+    with make_client(
+        tmp_path,
+        EARMARK_AUTO_MIGRATE="0",
+        EARMARK_DATABASE_URL=f"postgresql+psycopg://earmark@127.0.0.1:{closed}/earmark",
+        EARMARK_BROKER_URL=f"redis://127.0.0.1:{closed}/0",
+    ) as http:
+        assert http.get("/healthz").status_code == 200  # liveness has no dependencies
+        ready = http.get("/readyz")
+        assert ready.status_code == 503
+        checks = ready.json()["checks"]
+        assert checks["database"].startswith("unreachable")
+        assert checks["broker"].startswith("unreachable")
+        down = http.get("/v1/jobs", headers={"X-API-Key": KEY})
+        assert down.status_code == 503 and "database is unavailable" in down.json()["detail"]

@@ -50,6 +50,9 @@ def test_real_files_give_the_library_events(api, worker, fixtures_dir: Path, tmp
         csv_text = http.get(f"/v1/jobs/{job['id']}/events", params={"format": "csv"}).text
         tsv = http.get(f"/v1/jobs/{job['id']}/events", params={"format": "tsv"})
         scores = http.get(f"/v1/jobs/{job['id']}/scores/0", params={"top": 3}).json()
+        events_url = f"/v1/jobs/{job['id']}/events"
+        assert http.get(events_url, params={"format": "audacity"}).status_code == 422
+        audacity = http.get(events_url, params={"format": "audacity", "file": 0}).text
 
     model = earmark.load_model("mn04_as")
     expected = []
@@ -72,6 +75,9 @@ def test_real_files_give_the_library_events(api, worker, fixtures_dir: Path, tmp
     (tmp_path / "e.tsv").write_text(tsv.text)
     assert len(read_events(tmp_path / "e.csv")) == len(got)
     assert len(read_events(tmp_path / "e.tsv")) == len(got)
+    (tmp_path / "dog.txt").write_text(audacity)
+    dog_events = [e for e in got if e["file"] == "esc10_dog_1-100032-A.ogg"]
+    assert [e.label for e in read_events(tmp_path / "dog.txt")] == [e["label"] for e in dog_events]
     assert tsv.headers["content-type"].startswith("text/tab-separated-values")
     # framewise scores for the timeline: the dog file's top class is an animal sound
     assert scores["file"] == "esc10_dog_1-100032-A.ogg" and scores["hop"] == pytest.approx(0.32)
@@ -211,6 +217,9 @@ def test_metrics_and_readiness(api, worker) -> None:
     assert any(k.startswith("earmark_http_request_seconds_count") for k in values)
     ready = httpx.get(f"{api.url}/readyz").json()
     assert ready["checks"] == {"database": "ok", "broker": "ok"}
+    # after serving every test above, the API process has still not loaded torch
+    maps = Path(f"/proc/{api.proc.pid}/maps").read_text()
+    assert "libtorch" not in maps and "libc10" not in maps
 
 
 def test_detect_queue_cli(api, worker, service_env: dict, fixtures_dir: Path, tmp_path) -> None:
@@ -241,7 +250,7 @@ def test_detect_queue_cli(api, worker, service_env: dict, fixtures_dir: Path, tm
     assert json.loads((out / "manifest.json").read_text())["totals"]["files"] == 1
 
 
-def test_schemathesis_finds_no_server_errors(api, worker, artifacts: Path) -> None:
+def test_schemathesis_finds_no_server_errors(api, worker, artifacts: Path, tmp_path) -> None:
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "st"),
@@ -264,6 +273,7 @@ def test_schemathesis_finds_no_server_errors(api, worker, artifacts: Path) -> No
         capture_output=True,
         text=True,
         timeout=240,
+        cwd=tmp_path,  # its example cache (.schemathesis/) stays out of the repository
     )
     (artifacts / "schemathesis.txt").write_text(result.stdout + result.stderr)
     assert result.returncode == 0, result.stdout[-4000:]

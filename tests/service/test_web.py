@@ -53,6 +53,7 @@ def test_web_page_upload_timeline_and_table(embedded, fixtures_dir: Path, artifa
             page.goto(embedded.url + "/")
             page.wait_for_load_state("networkidle")
             assert page.locator("#keybox").is_hidden()  # auth off on loopback: no key needed
+            assert "mn04_as" in page.locator("#model").inner_text()  # from GET /v1/models
             page.set_input_files("#files", str(audio))
             page.fill("#threshold", "0.3")
             page.click("#submit")
@@ -72,8 +73,12 @@ def test_web_page_upload_timeline_and_table(embedded, fixtures_dir: Path, artifa
             # the page's downloads come from the API
             with page.expect_download() as info:
                 page.click('button[data-format="csv"]')
-            path = info.value.path()
-            assert "Dog" in Path(path).read_text()
+            assert "Dog" in Path(info.value.path()).read_text()
+            with page.expect_download() as info:
+                page.click('button[data-format="audacity"]')
+            assert info.value.suggested_filename == f"{audio.name}.audacity.txt"
+            assert "\tDog" in Path(info.value.path()).read_text()
+            assert page.locator("#axis .tick").count() >= 2  # a time axis under the picture
         finally:
             browser.close()
     assert not errors, errors

@@ -24,6 +24,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from earmark.service.db import Database
 from earmark.service.jobs import create_job_record, delete_job_record
@@ -378,15 +379,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     registry, latency = make_registry(db, queue_length)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        storage.ensure()
+    prepared: list[bool] = []
+
+    def prepare() -> None:
+        """Migrations and bootstrap keys (needs the database)."""
         if settings.auto_migrate:
             db.upgrade()
         if settings.bootstrap_keys:
             with db.session() as session:
                 for name, secret in settings.bootstrap_keys:
                     ensure_key(session, name, secret)
+        prepared.append(True)
+
+    async def prepare_until_done() -> None:
+        """The database may come up after the API (compose, Kubernetes): keep trying; until
+        then /readyz answers 503 and requests that need the database fail cleanly."""
+        while not prepared:
+            await asyncio.sleep(2.0)
+            try:
+                await anyio.to_thread.run_sync(prepare)
+                log.info("database reachable: migrations and bootstrap keys done")
+            except Exception as exc:
+                log.warning("database still unreachable: %s", exc)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        storage.ensure()
+        retry = None
+        try:
+            prepare()
+        except Exception as exc:
+            log.warning("database unreachable at start (%s); retrying in the background", exc)
+            retry = asyncio.create_task(prepare_until_done())
         log.info(
             "earmark API: %s mode, database %s, storage %s, auth %s",
             "embedded" if settings.embedded else "queue",
@@ -395,6 +419,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.auth,
         )
         yield
+        if retry is not None:
+            retry.cancel()
         db.dispose()
 
     app = FastAPI(
@@ -413,6 +439,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+
+    @app.exception_handler(OperationalError)
+    async def database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database unavailable: %s", exc.orig)
+        return JSONResponse(
+            {"detail": "the database is unavailable; try again shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     @app.middleware("http")
     async def measure(request: Request, call_next: Any) -> Response:
@@ -583,7 +618,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checks: dict[str, str] = {}
         try:
             db.ping()
-            checks["database"] = "ok"
+            checks["database"] = "ok" if prepared else "reachable, migrations pending"
         except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
         if redis_client is not None:
@@ -714,21 +749,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def job_events(
         job_id: str,
         who: Caller,
-        format: Literal["json", "csv", "tsv"] = "json",
+        format: Literal["json", "csv", "tsv", "audacity"] = "json",
         label: Annotated[str | None, Query(max_length=200)] = None,
+        file: Annotated[int | None, Query(ge=0, le=MAX_FILES_PER_JOB)] = None,
     ) -> EventsOut:
         """Events found so far (all of them once the job is done).
 
         ``format=csv`` has the columns of ``earmark detect``'s events.csv; ``format=tsv`` is
-        the DCASE format (``filename onset offset event_label``).
+        the DCASE format (``filename onset offset event_label``); ``format=audacity`` is an
+        Audacity label track of one file (give ``file``, its index, when the job has several).
+        ``label`` and ``file`` filter the events.
         """
-        from earmark.outputs import write_events_csv, write_events_tsv
+        from earmark.outputs import write_audacity_labels, write_events_csv, write_events_tsv
         from earmark.service.jobs import job_events as read_events
 
         with db.session() as session:
             job = load_job(session, job_id, who)
             state = job.state
+            names = [f.name for f in job.files]
             events = read_events(session, job_id)
+        if file is not None:
+            if file >= len(names):
+                raise HTTPException(404, f"job {job_id} has no file {file}")
+            events = [e for e in events if e.file == names[file]]
+        elif format == "audacity" and len(names) > 1:
+            raise HTTPException(422, "an Audacity label track holds one file: give file=INDEX")
         if label:
             events = [e for e in events if e.label.lower() == label.lower()]
         headers = {"X-Earmark-Job-State": state}
@@ -740,13 +785,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 },
                 headers=headers,
             )
-        writer = write_events_csv if format == "csv" else write_events_tsv
+        writers = {
+            "csv": (write_events_csv, "text/csv", "events.csv"),
+            "tsv": (write_events_tsv, "text/tab-separated-values", "events.tsv"),
+            "audacity": (write_audacity_labels, "text/plain", "audacity.txt"),
+        }
+        writer, media, suffix = writers[format]
         with tempfile.TemporaryDirectory(dir=storage.upload_tmp_dir()) as tmp:
-            path = Path(tmp) / f"events.{format}"
+            path = Path(tmp) / suffix
             writer(path, events)
             body = path.read_text(encoding="utf-8")
-        media = "text/csv" if format == "csv" else "text/tab-separated-values"
-        headers["Content-Disposition"] = f'attachment; filename="{job_id}.events.{format}"'
+        headers["Content-Disposition"] = f'attachment; filename="{job_id}.{suffix}"'
         return Response(body, media_type=f"{media}; charset=utf-8", headers=headers)  # type: ignore[return-value]
 
     @app.get(
@@ -756,7 +805,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses={**ERRORS, 409: {"model": Problem, "description": "job not finished"}},
     )
     def job_report(job_id: str, who: Caller) -> Response:
-        """The HTML analysis report of a finished job (rendered by the worker)."""
+        """The HTML analysis report of a finished job (``earmark.report``; made on the first
+        request from the job's results folder, then kept)."""
         with db.session() as session:
             job = load_job(session, job_id, who)
             state = job.state

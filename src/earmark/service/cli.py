@@ -308,13 +308,12 @@ def detect_via_queue(
 
 
 def _flat_options(options: Any) -> dict:
-    """The flat job options of a :class:`DetectOptions` (what the API stores too)."""
+    """The job options of a :class:`DetectOptions`: its config-file form without what only
+    makes sense on this machine (parallelism, a local checkpoint path)."""
     data = options.to_dict()
-    flat: dict = {"model": data["model"]}
-    for section in ("scoring", "postprocess"):
-        flat.update({k: v for k, v in (data.get(section) or {}).items() if v is not None})
-    flat.pop("dtype", None)
-    return flat
+    for local in ("jobs", "threads", "checkpoint"):
+        data.pop(local, None)
+    return data
 
 
 def _follow(db: Any, job_id: str, quiet: bool) -> dict:

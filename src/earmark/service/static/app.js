@@ -38,7 +38,8 @@ function choose(list) {
   $("#chosen").innerHTML = "";
   for (const f of state.files) {
     const li = document.createElement("li");
-    li.textContent = `${f.name} (${(f.size / 1e6).toFixed(1)} MB)`;
+    const size = f.size >= 1e6 ? `${(f.size / 1e6).toFixed(1)} MB` : `${Math.ceil(f.size / 1e3)} kB`;
+    li.textContent = `${f.name} (${size})`;
     $("#chosen").appendChild(li);
   }
   $("#submit").disabled = state.files.length === 0;
@@ -47,7 +48,7 @@ function choose(list) {
 async function submit() {
   const form = new FormData();
   for (const f of state.files) form.append("files", f, f.name);
-  for (const id of ["threshold", "min_duration", "merge_gap", "labels", "exclude", "group_by"]) {
+  for (const id of ["model", "threshold", "min_duration", "merge_gap", "labels", "exclude", "group_by"]) {
     const value = $("#" + id).value.trim();
     if (value !== "") form.append(id, value);
   }
@@ -141,6 +142,7 @@ function drawTimeline() {
   const timeline = $("#timeline");
   timeline.innerHTML = "";
   const scale = width / Math.max(state.duration, 1e-3);
+  drawAxis(width);
   labels.forEach((label, lane) => {
     const row = document.createElement("div");
     row.className = "lane";
@@ -293,15 +295,35 @@ function renderTable() {
 }
 
 async function download(format) {
+  const perFile = format === "audacity" || format === "npz";
+  const path = format === "npz"
+    ? `/v1/jobs/${state.job.id}/scores/${state.file}?format=npz`
+    : `/v1/jobs/${state.job.id}/events?format=${format}` + (perFile ? `&file=${state.file}` : "");
+  const suffix = { json: "events.json", csv: "events.csv", tsv: "events.tsv", audacity: "audacity.txt", npz: "scores.npz" }[format];
   try {
-    const response = await api(`/v1/jobs/${state.job.id}/events?format=${format}`);
-    const blob = await response.blob();
+    const blob = await (await api(path)).blob();
     const a = document.createElement("a");
     a.href = URL.createObjectURL(blob);
-    a.download = `${state.job.id}.events.${format}`;
+    const name = perFile ? state.job.files[state.file].name : state.job.id;
+    a.download = `${name}.${suffix}`;
     a.click();
     setTimeout(() => URL.revokeObjectURL(a.href), 5000);
   } catch (e) { say("Download failed: " + e.message, true); }
+}
+
+function drawAxis(width) {
+  const axis = $("#axis");
+  axis.innerHTML = "";
+  const d = Math.max(state.duration, 1e-3);
+  const steps = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
+  const step = steps.find((s) => (s * width) / d >= 80) || 3600;
+  for (let t = 0; t <= d; t += step) {
+    const tick = document.createElement("span");
+    tick.className = "tick";
+    tick.style.left = (t * width) / d + "px";
+    tick.textContent = fmtTime(t).replace(/\.00$/, "");
+    axis.appendChild(tick);
+  }
 }
 
 async function openReport() {
@@ -309,6 +331,20 @@ async function openReport() {
     const html = await (await api(`/v1/jobs/${state.job.id}/report`)).blob();
     window.open(URL.createObjectURL(html), "_blank");
   } catch (e) { say("Report: " + e.message, true); }
+}
+
+async function loadModels() {
+  try {
+    const models = await (await api("/v1/models")).json();
+    const select = $("#model");
+    select.innerHTML = "";
+    for (const m of models.filter((x) => x.available)) {
+      const o = document.createElement("option");
+      o.value = m.default ? "" : m.name;
+      o.textContent = `${m.name} (mAP ${m.published_map.toFixed(3)}${m.default ? ", default" : ""})`;
+      select.appendChild(o);
+    }
+  } catch (e) { /* keep the default entry */ }
 }
 
 async function loadJobs() {
@@ -341,6 +377,7 @@ async function init() {
     state.key = $("#apikey").value.trim();
     localStorage.setItem("earmark.key", state.key);
     loadJobs();
+    loadModels();
   });
   const drop = $("#drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
@@ -354,8 +391,10 @@ async function init() {
   $("#minpeak").addEventListener("input", renderTable);
   document.querySelectorAll("[data-format]").forEach((b) => b.addEventListener("click", () => download(b.dataset.format)));
   $("#report-btn").addEventListener("click", openReport);
+  $("#scores-btn").addEventListener("click", () => download("npz"));
   window.addEventListener("resize", () => { if (state.job) { drawTimeline(); drawSpectrogram(); } });
   loadJobs();
+  loadModels();
   if (location.hash.length > 1) follow(location.hash.slice(1), null);
 }
 

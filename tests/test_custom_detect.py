@@ -1,0 +1,158 @@
+# ruff: noqa: F811  (pytest fixtures imported from custom_fixtures)
+"""Custom classes in use: classify clips, and detect them in a soundscape with timestamps."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from custom_fixtures import (  # noqa: F401
+    embedding_cache,
+    esc10,
+    esc10_dir,
+    tagger,
+)
+
+from earmark.custom_classes import load_custom_classes
+from earmark.evaluation import RefEvent, event_based_metrics
+from earmark.soundscape import ForegroundClip, make_soundscape, write_soundscape
+from earmark.training import TrainConfig, train
+
+MIX_BACKGROUND = Path("audio/backgrounds/sounds/places/cafe.mp3")
+
+
+@pytest.fixture(scope="module")
+def folds_1_4_model(tmp_path_factory, esc10, tagger, shared_dir: Path) -> Path:
+    """A head trained on ESC-10 folds 1-4, with negatives from backgrounds other than the
+    one the test soundscape is mixed over."""
+    root = tmp_path_factory.mktemp("custom")
+    negatives = root / "negatives"
+    negatives.mkdir()
+    for name in (
+        "nature/wind.mp3",
+        "rain/light-rain.mp3",
+        "urban/traffic.mp3",
+        "things/keyboard.mp3",
+        "things/washing-machine.mp3",
+    ):
+        src = shared_dir / "audio" / "backgrounds" / "sounds" / name
+        (negatives / src.name).symlink_to(src)
+    subset = esc10.subset([i for i, c in enumerate(esc10.clips) if c.fold != 5])
+    config = TrainConfig(baseline=False, negatives=True, backgrounds=str(negatives))
+    return train(subset, root / "model", tagger, config).model_dir
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "earmark.cli", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_detect_classes_in_a_fold5_soundscape(
+    tmp_path: Path, folds_1_4_model: Path, esc10, shared_dir: Path
+) -> None:
+    fold5 = [ForegroundClip(c.path, c.label) for c in esc10.clips if c.fold == 5]
+    audio, refs = make_soundscape(
+        shared_dir / MIX_BACKGROUND,
+        fold5,
+        45.0,
+        (6, 6),
+        (6.0, 15.0),
+        np.random.default_rng(11),
+        allow_overlap=False,
+        min_gap=1.5,
+    )
+    write_soundscape(tmp_path / "mix.wav", audio, refs, 32000)
+    done = _run(
+        "detect",
+        str(tmp_path / "mix.wav"),
+        "-o",
+        str(tmp_path / "out"),
+        "--classes",
+        str(folds_1_4_model),
+        "--threshold",
+        "0.5",  # sigmoid outputs of a head trained with negatives: 0.5 is their natural cut
+        "-q",
+    )
+    assert done.returncode == 0, done.stderr
+    with open(tmp_path / "out" / "events.csv", newline="") as handle:
+        found = list(csv.DictReader(handle))
+    assert found and all(row["mid"].startswith("custom:") for row in found)
+    ref = [RefEvent("mix", e.onset, e.offset, e.label) for e in refs]
+    sys_ = [RefEvent("mix", float(r["onset"]), float(r["offset"]), r["label"]) for r in found]
+    metrics = event_based_metrics(ref, sys_, t_collar=0.5, evaluate_offset=False)
+    hits = metrics["overall"].get("Ntp")
+    recall = metrics["overall"]["recall"]
+    precision = metrics["overall"]["precision"]
+    assert recall >= 0.8, f"onsets within 0.5 s for {recall:.0%} of {len(ref)} events ({hits})"
+    assert precision >= 0.6, f"precision {precision:.2f} of {len(sys_)} detections"
+
+
+def test_custom_and_audioset_classes_together(
+    tmp_path: Path, folds_1_4_model: Path, esc10, tagger
+) -> None:
+    from earmark.custom_classes import combined_labels
+    from earmark.pipeline import DetectOptions
+
+    options = DetectOptions(classes=str(folds_1_4_model), audioset=True)
+    labels = combined_labels(tagger, options)
+    assert len(labels) == 527 + 10
+    names = [lab.name for lab in labels[527:]]
+    assert "Rain (custom)" in names and "Dog bark" in names  # AudioSet has its own "Rain"
+    clip = next(c for c in esc10.clips if c.fold == 5 and c.label == "Rooster")
+    done = _run(
+        "detect",
+        str(clip.path),
+        "-o",
+        str(tmp_path / "out"),
+        "--classes",
+        str(folds_1_4_model),
+        "--labels",
+        "Speech;Animal",
+        "-q",
+    )
+    assert done.returncode == 0, done.stderr
+    with open(tmp_path / "out" / "events.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert any(r["label"] == "Rooster" and r["mid"] == "custom:Rooster" for r in rows)
+    assert any(not r["mid"].startswith("custom:") for r in rows)  # AudioSet's animal classes
+
+
+def test_classify_cli_and_errors(tmp_path: Path, folds_1_4_model: Path, esc10) -> None:
+    clips = [c for c in esc10.clips if c.fold == 5][::8]
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00")
+    done = _run(
+        "classify",
+        str(folds_1_4_model),
+        *(str(c.path) for c in clips),
+        str(bad),
+        "--json",
+        "-o",
+        str(tmp_path / "p.csv"),
+    )
+    assert done.returncode == 1  # one file failed, the others were classified
+    results = json.loads(done.stdout)
+    correct = sum(r["label"] == c.label for r, c in zip(results, clips, strict=False))
+    assert correct >= len(clips) - 1, [r["label"] for r in results]  # ~97 % on fold 5
+    assert results[-1]["label"] is None and "bad.wav" in results[-1]["error"]
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == len(clips) + 2
+    assert _run("classify", str(tmp_path / "nothing"), str(clips[0].path)).returncode == 2
+    shutil.copytree(folds_1_4_model, tmp_path / "broken")
+    (tmp_path / "broken" / "head.pt").unlink()
+    done = _run(
+        "detect",
+        str(clips[0].path),
+        "-o",
+        str(tmp_path / "o"),
+        "--classes",
+        str(tmp_path / "broken"),
+    )
+    assert done.returncode == 2 and "missing head.pt" in done.stderr
+    assert load_custom_classes(folds_1_4_model).classes == sorted({c.label for c in esc10.clips})

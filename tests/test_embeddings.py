@@ -1,0 +1,102 @@
+# ruff: noqa: F811  (pytest fixtures imported from custom_fixtures)
+"""Clip and framewise embeddings: the backbone's pooled feature, cached by file content."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from custom_fixtures import (  # noqa: F401
+    embedding_cache,
+    esc10,
+    esc10_dir,
+    esc10_embeddings,
+    tagger,
+)
+
+from earmark.audio import load
+from earmark.embeddings import Backbone, EmbeddingCache, EmbeddingSet, cache_root, embed_files
+from earmark.scoring import ScoringOptions
+
+
+def test_esc10_embeddings_are_cached_by_content(esc10, esc10_embeddings, tagger) -> None:
+    assert esc10_embeddings.embeddings.shape == (400, tagger.net.embedding_dim)
+    assert np.isfinite(esc10_embeddings.embeddings).all()
+    assert not esc10_embeddings.failed
+    assert set(esc10_embeddings.folds.tolist()) == {1, 2, 3, 4, 5}
+    # every file is now in the cache: a second pass computes nothing and gives the same values
+    cache = EmbeddingCache(cache_root(), tagger.checkpoint_sha256)
+    paths = [c.path for c in esc10.clips[:40]]
+    again, _, errors = embed_files(paths, Backbone.from_tagger(tagger), cache=cache)
+    assert cache.hits == 40 and cache.misses == 0 and not any(errors)
+    np.testing.assert_array_equal(np.stack(again), esc10_embeddings.embeddings[:40])
+
+
+def test_clip_embedding_is_the_official_pooled_feature(esc10, tagger) -> None:
+    audio = load(esc10.clips[0].path)
+    _, official = tagger.clip_scores(audio)
+    ours = Backbone.from_tagger(tagger).clip_embedding(audio)
+    np.testing.assert_allclose(ours, official, atol=1e-5)
+
+
+def test_frame_embeddings_are_what_detection_scores(esc10, tagger) -> None:
+    audio = load(esc10.clips[5].path)
+    frames = Backbone.from_tagger(tagger).frame_embeddings(audio)
+    assert frames.shape == (16, tagger.net.embedding_dim)  # 5 s at 0.32 s
+    scores = tagger.frame_scores(audio, ScoringOptions())
+    # the AudioSet head applied to the embeddings reproduces detect's framewise scores
+    import torch
+
+    with torch.no_grad():
+        logits = tagger.net.classifier[2:](torch.from_numpy(frames))
+    np.testing.assert_allclose(torch.sigmoid(logits).numpy(), scores.scores, atol=1e-5)
+
+
+def test_bad_file_is_reported_and_the_others_embedded(tmp_path: Path, esc10, tagger) -> None:
+    bad = tmp_path / "broken.wav"
+    bad.write_text("not audio at all")
+    good = tmp_path / "good.ogg"
+    shutil.copy(esc10.clips[0].path, good)
+    clips, _, errors = embed_files([good, bad], Backbone.from_tagger(tagger), cache=False)
+    assert clips[0] is not None and errors[0] is None
+    assert clips[1] is None and "broken.wav" in errors[1]
+    # editing a file changes its hash: the cache does not serve the old embedding
+    cache = EmbeddingCache(tmp_path / "cache", tagger.checkpoint_sha256)
+    first, _, _ = embed_files([good], Backbone.from_tagger(tagger), cache=cache)
+    shutil.copy(esc10.clips[100].path, good)
+    second, _, _ = embed_files([good], Backbone.from_tagger(tagger), cache=cache)
+    assert cache.hits == 0 and cache.misses == 2
+    assert not np.allclose(first[0], second[0])
+
+
+def test_embed_cli_writes_npz_and_parquet(tmp_path: Path, esc10_dir: Path) -> None:
+    rows = ["filename,label,fold"]
+    for i, folder in enumerate(sorted(p for p in esc10_dir.iterdir() if p.is_dir())[:2]):
+        for f in sorted(folder.glob("*.ogg"))[:3]:
+            rows.append(f"{f},{folder.name},{i + 1}")
+    (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
+    for out in ("emb.npz", "emb.parquet"):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "earmark.cli",
+                "embed",
+                str(tmp_path / "list.csv"),
+                "-o",
+                str(tmp_path / out),
+                "--framewise",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        loaded = EmbeddingSet.load(tmp_path / out)
+        assert loaded.embeddings.shape[0] == 6 and len(loaded.frames) == 6
+        assert loaded.frames[0].shape[1] == loaded.embeddings.shape[1]
+        assert loaded.labels[0].endswith("Dog bark") and list(loaded.folds) == [1] * 3 + [2] * 3

@@ -271,6 +271,9 @@ check_image() {
 }
 
 step_images() {
+  # stale pins would only show up as a failed `pip check` deep in the worker build
+  python3 deploy/docker/lock_requirements.py --check ||
+    die "the image pins do not match pyproject.toml: run python3 deploy/docker/lock_requirements.py"
   start_engine
   mkdir -p "$ART"
   # The three downloads (base image from the Debian mirror, wheels from PyPI, lint tools) overlap.

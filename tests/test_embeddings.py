@@ -100,3 +100,27 @@ def test_embed_cli_writes_npz_and_parquet(tmp_path: Path, esc10_dir: Path) -> No
         assert loaded.embeddings.shape[0] == 6 and len(loaded.frames) == 6
         assert loaded.frames[0].shape[1] == loaded.embeddings.shape[1]
         assert loaded.labels[0].endswith("Dog bark") and list(loaded.folds) == [1] * 3 + [2] * 3
+
+
+def test_map_png_and_self_contained_html(tmp_path: Path, esc10_embeddings) -> None:
+    import json
+    import re
+
+    from earmark.maps import make_map
+
+    esc10_embeddings.save(tmp_path / "emb.npz")
+    written = make_map(tmp_path / "emb.npz", tmp_path / "maps" / "esc10", method="tsne")
+    assert written["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = written["html"].read_text()
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing fetched
+    data = json.loads(re.search(r'<script id="data"[^>]*>(.*?)</script>', page, re.S)[1])
+    assert len(data["points"]) == 400 and len(data["colours"]) == 10
+    point = data["points"][0]
+    assert (written["html"].parent / point["audio"]).resolve() == Path(point["file"]).resolve()
+    assert "mousemove" in page and "player.play" in page
+    # clips of a class lie close together: nearest neighbour on the map shares the label
+    xy = np.array([[p["x"], p["y"]] for p in data["points"]])
+    labels = [p["label"] for p in data["points"]]
+    dist = ((xy[:, None] - xy[None]) ** 2).sum(-1) + np.eye(len(xy)) * 1e12
+    agree = np.mean([labels[i] == labels[j] for i, j in enumerate(dist.argmin(1))])
+    assert agree > 0.9

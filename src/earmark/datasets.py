@@ -133,14 +133,14 @@ class Dataset:
         header = f"  {'class':<{width}}  {'clips':>5}"
         if folds:
             header += "  " + " ".join(f"f{f:<3}" for f in folds)
-        lines.append(header)
+        lines.append(header.rstrip())
         for label, n in s["classes"].items():
             row = f"  {label:<{width}}  {n:>5}"
             if folds:
                 row += "  " + " ".join(
                     f"{s['per_fold'].get(str(f), {}).get(label, 0):<4}" for f in folds
                 )
-            lines.append(row)
+            lines.append(row.rstrip())
         if s["smallest_class"] and s["largest_class"] > 3 * s["smallest_class"]:
             lines.append(
                 f"  note: classes are imbalanced ({s['smallest_class']} to "

@@ -64,8 +64,11 @@ docker() { "$DOCKER_BIN" "$@"; }
 
 cleanup() {
   local rc=$?
-  if [[ -n "$WHEELS_PID" ]]; then
-    kill "$WHEELS_PID" 2>/dev/null || true
+  # background work of this script (wheel server, parallel builds, downloads), by process id
+  local pids
+  pids="$(jobs -p)"
+  if [[ -n "$pids" ]]; then
+    kill $pids 2>/dev/null || true
   fi
   if [[ -n "$COMPOSE_PROJECT" ]]; then
     log "stopping the compose stack $COMPOSE_PROJECT"

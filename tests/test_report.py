@@ -160,3 +160,24 @@ def test_timestamp() -> None:
     assert timestamp(0) == "0:00:00.000"
     assert timestamp(3725.0126) == "1:02:05.013"
     assert timestamp(59.9999) == "0:01:00.000"
+
+
+def test_report_of_a_run_without_levels_measures_them(
+    shared_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    """``detect`` without ``--report`` skips the level meter (speed); ``earmark report`` then
+    decodes the files again, measures them and keeps the levels for next time."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    speech = shared_dir / "audio" / "fixtures" / "panns_R9_ZSCveAHg_7s.wav"
+    (inputs / "speech.wav").write_bytes(speech.read_bytes())
+    assert cli.main(["detect", str(inputs), "-o", str(out), "-q"]) == cli.EXIT_OK
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "signal_file" not in manifest["files"][0]["audio"]
+    assert not list(out.rglob("*.signal.npz"))
+    report = build_report(out)
+    (file_report,) = report.files
+    assert file_report.signal is not None and file_report.signal.duration == pytest.approx(
+        7, abs=0.1
+    )
+    assert len(list(out.rglob("*.signal.npz"))) == 1

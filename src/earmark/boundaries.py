@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import IO
 
 import numpy as np
+import scipy.fft
 from scipy.ndimage import uniform_filter1d
 
 from earmark.events import Event
@@ -257,7 +258,8 @@ class BandEnvelope:
         self._blocks, self._held = [], 0
 
     def _bands(self, frames: np.ndarray) -> np.ndarray:
-        spectrum = np.fft.rfft(frames * self._window, n=ENVELOPE_FFT, axis=1)
+        # float32 FFT (scipy keeps single precision: twice as fast as numpy's float64 one)
+        spectrum = scipy.fft.rfft(frames * self._window, n=ENVELOPE_FFT, axis=1)
         power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32) @ self._bank
         return np.maximum(10.0 * np.log10(power + 1e-10), _FLOOR_DB).astype(np.float16)
 

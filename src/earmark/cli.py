@@ -174,6 +174,7 @@ def _detect_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "se_context": args.se_context,
         "pool": args.pool,
         "refine": False if args.no_refine else None,
+        "signal_stats": True if getattr(args, "report", False) else None,
         "denoise": args.denoise,
         "normalize": args.normalize,
         "highpass": args.highpass,

@@ -82,6 +82,10 @@ class DetectOptions:
     scoring: ScoringOptions = field(default_factory=lambda: ScoringOptions(dtype="float16"))
     postprocess: PostprocessOptions = field(default_factory=PostprocessOptions)
     boundaries: RefineOptions = field(default_factory=RefineOptions)
+    signal_stats: bool = False
+    """Measure levels and a spectrogram of each file for the report while decoding (``--report``
+    sets it; it costs about a third of the decoding thread, and ``earmark report`` measures the
+    files of a run made without it)."""
     preprocess: PreprocessOptions = field(default_factory=PreprocessOptions)
     formats: tuple[str, ...] = EVENT_FORMATS
     save_scores: bool = True
@@ -365,12 +369,15 @@ def process_file(
         }
         envelope = BandEnvelope() if options.boundaries.refine else None
         # levels for the report, and optional preprocessing (earmark.preprocess)
+        measured = options.signal_stats or options.preprocess.active
         analysis = FileAnalysis(options.preprocess, lambda: AudioReader(path, SAMPLE_RATE))
         scoring = options.scoring
         if options.classes:  # custom classes are scored from the framewise embeddings
             scoring = dataclasses.replace(scoring, embeddings=True)
-        scores, reader = score_file(tagger, path, scoring, progress, envelope, analysis.wrap)
-        result.info.update(analysis.manifest_entry())
+        transform = analysis.wrap if measured else None
+        scores, reader = score_file(tagger, path, scoring, progress, envelope, transform)
+        if measured:
+            result.info.update(analysis.manifest_entry())
         result.warnings = [_describe_error(path, w) for w in reader.warnings]
         result.duration = scores.duration
         labels, post = tagger.labels, options.postprocess
@@ -400,7 +407,8 @@ def process_file(
                     meta={"file": str(path), "duration": scores.duration, **scores.meta},
                 )
                 result.outputs["scores"] = str(scores_path)
-            result.info["signal_file"] = str(analysis.write(stem))  # levels for the report
+            if measured:  # levels for the report
+                result.info["signal_file"] = str(analysis.write(stem))
         result.status = "partial" if result.warnings else "ok"
     except (AudioError, OSError, ValueError, RuntimeError) as exc:
         result.error = _describe_error(path, exc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import html
 import json
 import math
@@ -126,6 +127,25 @@ def _locate(run_dir: Path, recorded: str | None) -> Path | None:
     return None
 
 
+def _measure_now(path: str, scores_path: Path | None) -> SignalStats | None:
+    """Levels of a file from a run made without ``--report``: decoded again and measured,
+    saved next to its scores (``<stem>.signal.npz``) so the next report reads them. ``None``
+    when the recording is no longer there or cannot be decoded."""
+    from earmark.audio import SAMPLE_RATE, AudioError, AudioReader
+    from earmark.signal_stats import SIGNAL_SUFFIX, LevelMeter, write_signal
+
+    try:
+        with AudioReader(path, SAMPLE_RATE) as reader:
+            stats = LevelMeter().finish_stream(reader)
+    except (AudioError, OSError):
+        return None
+    if scores_path is not None and scores_path.name.endswith(".scores.npz"):
+        stem = scores_path.name[: -len(".scores.npz")]
+        with contextlib.suppress(OSError):  # a read-only run folder: the report is still built
+            write_signal(scores_path.with_name(stem + SIGNAL_SUFFIX), stats)
+    return stats
+
+
 def build_report(run_dir: str | Path) -> Report:
     """Read a run folder and run every anomaly detector.
 
@@ -161,6 +181,8 @@ def build_report(run_dir: str | Path) -> Report:
         signal_path = _locate(run_dir, outputs.get("signal") or audio.get("signal_file"))
         if signal_path is not None:
             fr.signal = read_signal(signal_path)
+        elif entry.get("status") in ("ok", "partial"):
+            fr.signal = _measure_now(path, _locate(run_dir, outputs.get("scores")))
         scores_path = _locate(run_dir, outputs.get("scores"))
         if scores_path is not None:
             scores, hop, labels, _ = read_scores(scores_path)

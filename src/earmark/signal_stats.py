@@ -216,6 +216,12 @@ class LevelMeter:
         meter.update(waveform)
         return meter.finish()
 
+    def finish_stream(self, chunks: Iterable[np.ndarray]) -> SignalStats:
+        """Measure every chunk of ``chunks`` (e.g. an AudioReader) and finish."""
+        for chunk in chunks:
+            self.update(chunk)
+        return self.finish()
+
     def tap(self, chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Yield ``chunks`` unchanged, measuring each (finished at the end)."""
         for chunk in chunks:

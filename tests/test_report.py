@@ -181,3 +181,17 @@ def test_report_of_a_run_without_levels_measures_them(
         7, abs=0.1
     )
     assert len(list(out.rglob("*.signal.npz"))) == 1
+
+
+def test_report_never_imports_torch(run_dir: Path) -> None:
+    """The API image renders reports and has no torch: building one must not import it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from earmark.report import write_report; "
+        f"write_report({str(run_dir)!r}); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stderr[-2000:]

@@ -36,8 +36,9 @@ import numpy as np
 import scipy.fft
 from scipy.ndimage import uniform_filter1d
 
+from earmark.audio import SAMPLE_RATE
 from earmark.events import Event
-from earmark.features import SAMPLE_RATE, mel_filterbank
+from earmark.mel import mel_filterbank
 
 ENVELOPE_HOP = 320
 """Envelope hop in samples at 32 kHz (10 ms)."""

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from earmark.mel import mel_filterbank as _mel_filterbank
+
 SAMPLE_RATE = 32000
 N_FFT = 1024
 HOP_LENGTH = 320
@@ -32,11 +34,6 @@ NORM_SHIFT = 4.5
 NORM_SCALE = 5.0
 
 
-def mel_scale(freq: np.ndarray | float) -> np.ndarray | float:
-    """Kaldi's mel scale: ``1127 ln(1 + f / 700)``."""
-    return 1127.0 * np.log1p(np.asarray(freq, dtype=np.float64) / 700.0)
-
-
 def mel_filterbank(
     n_mels: int = N_MELS,
     n_fft: int = N_FFT,
@@ -44,18 +41,9 @@ def mel_filterbank(
     f_min: float = F_MIN,
     f_max: float = F_MAX,
 ) -> np.ndarray:
-    """Kaldi-style triangular mel filters, shape ``(n_mels, n_fft // 2 + 1)``.
-
-    Triangles are linear in the mel domain with peak 1; the Nyquist bin gets weight 0.
-    """
-    n_bins = n_fft // 2
-    bin_mels = mel_scale(np.arange(n_bins) * (sample_rate / n_fft))
-    edges = np.linspace(mel_scale(f_min), mel_scale(f_max), n_mels + 2)
-    left, centre, right = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rising = (bin_mels[None, :] - left) / (centre - left)
-    falling = (right - bin_mels[None, :]) / (right - centre)
-    weights = np.clip(np.minimum(rising, falling), 0.0, None)
-    return np.concatenate([weights, np.zeros((n_mels, 1))], axis=1).astype(np.float32)
+    """The model's mel filters (:func:`earmark.mel.mel_filterbank` with this front end's
+    constants as defaults), shape ``(n_mels, n_fft // 2 + 1)``."""
+    return _mel_filterbank(n_mels, n_fft, sample_rate, f_min, f_max)
 
 
 def n_frames(n_samples: int) -> int:

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.fft import dct
 from scipy.signal import get_window
 
-from earmark.features import mel_filterbank
+from earmark.mel import mel_filterbank
 
 SAMPLE_RATE = 22050
 N_FFT = 2048

@@ -29,8 +29,7 @@ import numpy as np
 from scipy.ndimage import uniform_filter
 from scipy.signal import butter, sosfilt, sosfilt_zi
 
-from earmark.audio import AudioReader
-from earmark.features import SAMPLE_RATE
+from earmark.audio import SAMPLE_RATE, AudioReader
 from earmark.signal_stats import SIGNAL_SUFFIX, LevelMeter, SignalStats, write_signal
 
 DENOISE_METHODS = ("none", "spectral-gate", "wiener")

@@ -189,7 +189,7 @@ class LevelMeter:
         self._spec_pending = np.zeros(SPEC_FFT // 2, dtype=np.float32)  # centred frames
         self._window = np.hanning(SPEC_FFT + 1)[:-1].astype(np.float32)
         self._power_scale = np.float32(2.0 / (self._window.astype(np.float64) ** 2).sum())
-        from earmark.features import mel_filterbank
+        from earmark.mel import mel_filterbank
 
         self._bank = np.ascontiguousarray(
             mel_filterbank(SPEC_BANDS, SPEC_FFT, sample_rate, SPEC_FMIN, SPEC_FMAX).T
@@ -449,7 +449,7 @@ def _noise_spectrum(mel: np.ndarray) -> tuple[np.ndarray, float]:
 
 def mel_band_edges(sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Centre frequencies (Hz) of the spectrogram's mel bands."""
-    from earmark.features import mel_filterbank
+    from earmark.mel import mel_filterbank
 
     bank = mel_filterbank(SPEC_BANDS, SPEC_FFT, sample_rate, SPEC_FMIN, SPEC_FMAX)
     freqs = np.arange(bank.shape[1]) * sample_rate / SPEC_FFT

@@ -27,8 +27,6 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.fft
-from scipy import ndimage
 
 from earmark.audio import AudioReader
 
@@ -127,6 +125,8 @@ _PEAK_BIN_HI = int(PEAK_FMAX_HZ * N_FFT / FINGERPRINT_SAMPLE_RATE)
 
 def _power_block(x: np.ndarray, first: int, last: int) -> np.ndarray:
     """Power spectrum of frames ``first..last-1`` of ``x`` (zero-padded at the end)."""
+    import scipy.fft  # here, not at import: `earmark --help` should not load scipy
+
     start = first * HOP
     stop = (last - 1) * HOP + N_FFT
     seg = x[start:stop]
@@ -139,6 +139,8 @@ def _power_block(x: np.ndarray, first: int, last: int) -> np.ndarray:
 
 def _peaks(logp: np.ndarray, first: int, keep: slice) -> tuple[np.ndarray, np.ndarray]:
     """Prominent local maxima (frame, bin) of a log-power block; frames offset by ``first``."""
+    from scipy import ndimage
+
     band = logp[:, _PEAK_BIN_LO:_PEAK_BIN_HI]
     prominence = band - band.mean(axis=1, keepdims=True)
     # Candidates: maxima along frequency (+-1 bin) that stand out of their frame ...
@@ -212,6 +214,8 @@ def _landmarks(t: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _sub_fingerprints(bands: np.ndarray) -> np.ndarray:
     """32-bit sub-fingerprints from (frames, 33) band energies."""
+    from scipy import ndimage
+
     if SUB_SMOOTH_FRAMES > 1:
         bands = ndimage.uniform_filter1d(bands, SUB_SMOOTH_FRAMES, axis=0, mode="nearest")
     e = np.log(bands + 1e-10)

@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from earmark.audio import AudioError
 from earmark.fingerprint import (
@@ -381,6 +380,8 @@ def _delimit(
     ``max_gap`` bridged); each edge then moves outward while a CUSUM of ``edge_ber - BER``
     keeps growing. Returns ``(start, stop, core BER)`` in frames of ``ber``, or None.
     """
+    from scipy import ndimage  # imported here: `earmark --help` should not load scipy
+
     smooth = ndimage.uniform_filter1d(ber, _frames(1.0), mode="nearest")
     core = _close_gaps(smooth < opts.core_ber, _frames(opts.max_gap))
     runs = _runs(core)

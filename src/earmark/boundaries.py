@@ -345,11 +345,11 @@ def _boundaries(
         return None
     above = activity >= opt.level * level
     before, after = round(opt.search_before / hop), round(opt.search_after / hop)
-    inside = round(opt.search_inside / hop)
-    start, stop = max(on - before, 0), min(off, on + inside)
+    inward = round(opt.search_inside / hop)
+    start, stop = max(on - before, 0), min(off, on + inward)
     hits = np.flatnonzero(above[start:stop])
     new_on = start + int(hits[0]) if len(hits) else on
-    start, stop = max(new_on, off - inside), min(len(region), off + after)
+    start, stop = max(new_on, off - inward), min(len(region), off + after)
     hits = np.flatnonzero(above[start:stop])
     new_off = start + int(hits[-1]) + 1 if len(hits) else off
     return new_on, new_off

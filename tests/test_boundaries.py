@@ -142,3 +142,36 @@ def test_options_are_validated() -> None:
     for bad in ({"level": 1.0}, {"search_before": -1.0}, {"min_bands": 0}):
         with pytest.raises(ValueError, match="refine"):
             dataclasses.replace(RefineOptions(), **bad).validate()
+
+
+def test_envelope_spilled_to_disk_reads_back_the_same(
+    office: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past SPILL_BYTES the frames go to a temporary file; reading them back changes nothing."""
+    import earmark.boundaries as boundaries
+
+    in_memory = BandEnvelope.of(office)
+    monkeypatch.setattr(boundaries, "SPILL_BYTES", 20_000)  # about 1.5 s of frames
+    env = BandEnvelope()
+    for start in range(0, len(office), SR):
+        env.update(office[start : start + SR])
+    env.finish()
+    assert env.spilled and not in_memory.spilled
+    np.testing.assert_array_equal(env.db, in_memory.db)
+    np.testing.assert_array_equal(env.frames(250, 700), in_memory.frames(250, 700))
+    env.close()
+
+
+def test_long_event_boundaries_are_refined_on_their_own_stretches(saw: np.ndarray) -> None:
+    """An event longer than LONG_EVENT (a TV on for an hour) is refined at both ends."""
+    from earmark.boundaries import LONG_EVENT
+
+    rng = np.random.default_rng(5)
+    quiet = rng.normal(0, 1e-3, 10 * SR).astype(np.float32)
+    long_sound = np.tile(saw, 9)[: 40 * SR]  # 40 s of chainsaw
+    signal = np.concatenate([quiet, long_sound, quiet])
+    assert LONG_EVENT < 40
+    ev = Event("f.wav", "Chainsaw", "/m/01j4z9", 9.75, 50.5, 0.8, 0.5)  # both ends off
+    (refined,) = refine_events([ev], BandEnvelope.of(signal))
+    assert abs(refined.onset - 10.0) <= 0.1
+    assert abs(refined.offset - 50.0) <= 0.1

@@ -309,7 +309,7 @@ def _refine_one(ev: Event, env: BandEnvelope, opt: RefineOptions, end: float) ->
         lo = max(0, on - ctx)
         head = _boundaries(env.frames(lo, on + long // 2), on - lo, on + long // 2 - lo, opt, hop)
         lo_tail = off - long // 2
-        tail = _boundaries(env.frames(lo_tail, off + ctx), long // 2, off - lo_tail, opt, hop)
+        tail = _boundaries(env.frames(lo_tail, off + ctx), 0, off - lo_tail, opt, hop)
         new_on = on if head is None else head[0] + lo
         new_off = off if tail is None else tail[1] + lo_tail
     onset, offset = float(new_on * hop), float(min(new_off * hop, end))

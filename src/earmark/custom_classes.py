@@ -458,6 +458,8 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             baseline=not args.no_baseline,
             finetune=args.finetune,
             finetune_epochs=args.finetune_epochs,
+            finetune_lr=args.finetune_lr,
+            finetune_layers=args.finetune_layers,
         )
         config.validate()
         dataset = _load_dataset(args)
@@ -629,8 +631,32 @@ def add_parser(subparsers: Any) -> None:
         help="train on background segments as 'none of the classes' (better for detect)",
     )
     tr.add_argument("--no-baseline", action="store_true", help="skip the hand-made baseline")
-    tr.add_argument("--finetune", action="store_true", help="also fine-tune the backbone (slow)")
-    tr.add_argument("--finetune-epochs", type=int, default=4, help="fine-tuning epochs")
+    tr.add_argument(
+        "--finetune",
+        action="store_true",
+        help="also fine-tune the whole backbone with the head (CPU: minutes for 400 clips)",
+    )
+    from earmark.training import TrainConfig
+
+    ft_defaults = TrainConfig()
+    tr.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=ft_defaults.finetune_epochs,
+        help=f"fine-tuning epochs (default {ft_defaults.finetune_epochs})",
+    )
+    tr.add_argument(
+        "--finetune-lr",
+        type=float,
+        default=ft_defaults.finetune_lr,
+        help=f"backbone learning rate (default {ft_defaults.finetune_lr:g})",
+    )
+    tr.add_argument(
+        "--finetune-layers",
+        type=int,
+        default=0,
+        help="train only the top N of the 17 backbone layers (default 0: all of them)",
+    )
     tr.add_argument("--overwrite", action="store_true", help="replace an existing MODEL_DIR")
     tr.add_argument("--threads", type=int, help="torch threads")
     tr.add_argument("-q", "--quiet", action="store_true", help="no progress or report")

@@ -14,7 +14,9 @@
    Augmented copies follow their source clip, so a held-out clip is never seen in any form;
 4. the same cross-validation with hand-made features (:mod:`earmark.handcrafted`) and an MLP:
    the classic baseline reported beside the head;
-5. fits the head chosen most often on all the data and saves MODEL_DIR: ``head.pt``,
+5. with ``--finetune``, cross-validates fine-tuning of the whole backbone with the head on the
+   same splits (:mod:`earmark.finetuning`) and keeps it if it does at least as well;
+6. fits the head chosen most often on all the data and saves MODEL_DIR: ``head.pt``,
    ``labels.json``, ``metrics.json``, ``config.json`` (the exact configuration, dataset
    summary, backbone and its sha256, versions), ``confusion.{png,csv}`` (and the baseline's),
    ``predictions.csv`` (out-of-fold predictions) and ``tensorboard/`` (loss and accuracy
@@ -78,11 +80,16 @@ class TrainConfig:
     negative_seconds: float = 5.0
     baseline: bool = True
     finetune: bool = False
-    finetune_epochs: int = 10
-    finetune_lr: float = 1e-4
+    """Also fine-tune the backbone with the head (:mod:`earmark.finetuning`)."""
+    finetune_epochs: int = 5
+    finetune_lr: float = 3e-5
+    """Backbone learning rate (AdamW, cosine decay)."""
+    finetune_head_lr: float = 1e-3
     finetune_batch: int = 16
-    finetune_layers: int = 4
-    """Top layers of the backbone that fine-tuning trains (of 17 in the MobileNet family)."""
+    finetune_mixup: float = 0.3
+    """Mixup of clip pairs in fine-tuning batches, ``Beta(a, a)`` weights (0: off)."""
+    finetune_layers: int = 0
+    """Top layers of the backbone that fine-tuning trains (of 17); 0: the whole backbone."""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad option."""
@@ -103,8 +110,10 @@ class TrainConfig:
             raise ValueError("negatives need a folder of background recordings (--backgrounds)")
         if self.finetune_epochs < 1:
             raise ValueError("finetune_epochs must be at least 1")
-        if not 1 <= self.finetune_layers <= 17:
-            raise ValueError("finetune_layers must be between 1 and 17")
+        if not 0 <= self.finetune_layers <= 17:
+            raise ValueError("finetune_layers must be between 0 (all) and 17")
+        if self.finetune_batch < 1 or self.finetune_lr <= 0 or self.finetune_head_lr <= 0:
+            raise ValueError("finetune_batch >= 1 and positive fine-tuning learning rates needed")
 
 
 # ---------------------------------------------------------------------------- heads
@@ -859,8 +868,11 @@ def train(
             )
         finetuned = None
         if config.finetune:
-            say(f"fine-tuning the backbone ({config.finetune_epochs} epochs per split)")
-            finetuned = finetune_and_save(data, tagger, config, kind, cv, work, say)
+            from earmark.finetuning import finetune_and_save
+
+            layers = f"top {config.finetune_layers} layers" if config.finetune_layers else "all"
+            say(f"fine-tuning the backbone ({layers}, {config.finetune_epochs} epochs per split)")
+            finetuned = finetune_and_save(data, tagger, config, cv, final.head, work, say)
         atomic_write_text(
             work / "confusion.csv", confusion_csv(cv["pooled"]["confusion"], data.classes)
         )
@@ -952,9 +964,11 @@ def format_report(metrics: dict) -> str:
         )
     ft = metrics.get("finetuned")
     if ft:
+        layers = "whole backbone" if ft.get("whole_backbone") else f"top {ft.get('layers')} layers"
         lines.append(
-            f"fine-tuned backbone: accuracy {ft['mean_accuracy']:.3f}, "
-            f"macro-F1 {ft['mean_macro_f1']:.3f}"
+            f"fine-tuned ({layers}, {ft['epochs']} epochs): accuracy {ft['mean_accuracy']:.3f}, "
+            f"macro-F1 {ft['mean_macro_f1']:.3f}, {ft['seconds']:.0f} s; "
+            + ("kept" if ft["kept"] else "not kept (the frozen head did better)")
         )
     per_class = head["pooled"]["per_class"]
     width = max(len(c) for c in per_class)
@@ -976,222 +990,3 @@ def format_report(metrics: dict) -> str:
 def load_metrics(model_dir: str | Path) -> dict:
     """``metrics.json`` of a model folder."""
     return json.loads((Path(model_dir) / "metrics.json").read_text(encoding="utf-8"))
-
-
-# ---------------------------------------------------------------------------- fine-tuning
-FINETUNE_CROP_SECONDS = 10.0
-"""Longer clips are randomly cropped to this length at every fine-tuning step."""
-
-
-def _unfused_backbone(tagger: object):
-    """A trainable copy of the tagger's network (BatchNorm not folded), from its checkpoint."""
-    torch = _torch()
-    from earmark.model import build_model
-
-    state = torch.load(tagger.checkpoint.path, map_location="cpu", weights_only=True)  # type: ignore[attr-defined]
-    state = state.get("state_dict", state)
-    return build_model(tagger.spec.width, state), float(tagger.spec.width)  # type: ignore[attr-defined]
-
-
-def finetune(
-    audios: Sequence[np.ndarray],
-    labels: np.ndarray,
-    n_classes: int,
-    tagger: object,
-    kind: str,
-    config: TrainConfig,
-    seed: int,
-    negatives: Sequence[np.ndarray] = (),
-    augmenter: Augmenter | None = None,
-    writer: object | None = None,
-    log: Log | None = None,
-) -> tuple[object, object]:
-    """Fine-tune the last ``config.finetune_layers`` layers of the backbone with a new head.
-
-    The frozen lower layers run once per clip (and per augmented copy, ``config.augment`` of
-    them): their output is kept and the top layers and head are trained on it, which makes
-    fine-tuning feasible on a CPU. BatchNorm statistics stay frozen (small batches would make
-    them noisy); the backbone learns at ``config.finetune_lr``, the head at ``config.lr``.
-    Clips longer than :data:`FINETUNE_CROP_SECONDS` are cut to their first such part.
-    Returns the trained (unfused) network and head, in eval mode.
-    """
-    torch = _torch()
-    say = log or (lambda _m: None)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    net, _ = _unfused_backbone(tagger)
-    net.eval()
-    front_end = tagger.front_end  # type: ignore[attr-defined]
-    split = len(net.features) - config.finetune_layers
-    lower, upper = net.features[:split], net.features[split:]
-    for param in lower.parameters():
-        param.requires_grad_(False)
-    crop = int(FINETUNE_CROP_SECONDS * SAMPLE_RATE)
-    items = [a[:crop] for a in audios] + [n[:crop] for n in negatives]
-    targets = np.concatenate([labels, np.full(len(negatives), -1, dtype=np.int64)])
-    inputs, rows = [], []
-    with torch.no_grad():  # the frozen part, once per clip and augmented copy
-        for copy in range(1 + (config.augment if augmenter is not None else 0)):
-            for i, audio in enumerate(items):
-                if copy:
-                    audio = augmenter(audio, np.random.default_rng([seed, copy, i]))  # type: ignore[misc]
-                x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)[None])
-                inputs.append(lower(front_end(x)))
-                rows.append(i)
-        first = [upper(t).mean(dim=(2, 3))[0].numpy() for t in inputs[: len(items)]]
-    head = make_head(kind, net.embedding_dim, n_classes, config.hidden, config.dropout)
-    head.mean.copy_(torch.from_numpy(np.mean(first, axis=0).astype(np.float32)))
-    head.scale.copy_(torch.from_numpy((np.std(first, axis=0) + 1e-6).astype(np.float32)))
-    optimiser = torch.optim.AdamW(
-        [
-            {"params": upper.parameters(), "lr": config.finetune_lr},
-            {"params": head.parameters(), "lr": config.lr},
-        ],
-        weight_decay=config.weight_decay,
-    )
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    y_rows = torch.from_numpy(_targets(targets[np.array(rows)], n_classes))
-    step = 0
-    for epoch in range(1, config.finetune_epochs + 1):
-        upper.train()
-        for module in upper.modules():  # frozen BatchNorm statistics
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.eval()
-        head.train()
-        total = 0.0
-        for i in rng.permutation(len(inputs)).tolist():
-            # clips differ in length: one clip per forward pass, gradients summed over a batch
-            loss = loss_fn(head(upper(inputs[i]).mean(dim=(2, 3))), y_rows[i : i + 1])
-            (loss / config.finetune_batch).backward()
-            total += loss.item()
-            step += 1
-            if step % config.finetune_batch == 0:
-                optimiser.step()
-                optimiser.zero_grad()
-        optimiser.step()
-        optimiser.zero_grad()
-        if writer is not None:
-            writer.add_scalar("loss/train", total / len(inputs), epoch)
-        say(
-            f"    fine-tuning epoch {epoch}/{config.finetune_epochs}: "
-            f"loss {total / len(inputs):.4f}"
-        )
-    net.eval()
-    head.eval()
-    return net, head
-
-
-def _finetuned_embeddings(
-    net: object, front_end: object, audios: Sequence[np.ndarray]
-) -> np.ndarray:
-    torch = _torch()
-    rows = []
-    with torch.no_grad():
-        for audio in audios:
-            x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)[None])
-            rows.append(net.feature_map(front_end(x)).mean(dim=(2, 3))[0].numpy())  # type: ignore[attr-defined]
-    return np.stack(rows)
-
-
-def finetune_and_save(
-    data: TrainingData,
-    tagger: object,
-    config: TrainConfig,
-    kind: str,
-    frozen_cv: dict,
-    work: Path,
-    log: Log | None = None,
-) -> dict:
-    """Cross-validate fine-tuning with the same splits as the frozen head, then, if it does at
-    least as well, fine-tune on all clips and save ``backbone.pt`` and ``head.pt`` in ``work``.
-
-    Returns the fine-tuning metrics (with ``kept``: whether the fine-tuned model was saved).
-    """
-    torch = _torch()
-    from earmark.audio import load as load_audio
-    from earmark.embeddings import _min_length
-    from earmark.outputs import atomic_path
-
-    say = log or (lambda _m: None)
-    started = time.perf_counter()
-    audios = [_min_length(load_audio(f, SAMPLE_RATE)) for f in data.files]
-    backgrounds: list[np.ndarray] = []
-    if config.backgrounds:
-        backgrounds = _load_backgrounds(background_files(config.backgrounds))
-    negatives: list[np.ndarray] = []
-    if config.negatives:
-        n = int(config.negative_seconds * SAMPLE_RATE)
-        negatives = [b[s : s + n] for b in backgrounds for s in range(0, max(len(b) - n, 0) + 1, n)]
-    augmenter = None
-    if config.augment:
-        kinds = [k for k in config.augment_kinds if k != "background" or backgrounds]
-        augmenter = Augmenter(kinds, config.seed, backgrounds)
-    n_classes = len(data.classes)
-    predictions = np.full(len(data.y), -1, dtype=np.int64)
-    per_split = []
-    for s, (name, train, test) in enumerate(outer_splits(data.y, data.folds, config)):
-        say(f"  fine-tuning {name} ({len(train)} clips)")
-        writer = _writer(work / "tensorboard", f"finetune/{name}")
-        net, head = finetune(
-            [audios[i] for i in train],
-            data.y[train],
-            n_classes,
-            tagger,
-            kind,
-            config,
-            config.seed + s,
-            negatives,
-            augmenter,
-            writer,
-            say,
-        )
-        if writer is not None:
-            writer.close()
-        emb = _finetuned_embeddings(net, tagger.front_end, [audios[i] for i in test])  # type: ignore[attr-defined]
-        predictions[test] = predict_proba(head, emb).argmax(axis=1)
-        m = classification_metrics(data.y[test], predictions[test], data.classes)
-        per_split.append({"split": name, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
-        say(f"  fine-tuned {name}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
-    mean_acc = float(np.mean([p["accuracy"] for p in per_split]))
-    mean_f1 = float(np.mean([p["macro_f1"] for p in per_split]))
-    kept = mean_acc >= frozen_cv["mean_accuracy"]
-    result = {
-        "splits": per_split,
-        "mean_accuracy": mean_acc,
-        "mean_macro_f1": mean_f1,
-        "pooled": classification_metrics(data.y, predictions, data.classes),
-        "epochs": config.finetune_epochs,
-        "kept": kept,
-    }
-    if kept:
-        say("fine-tuning on all clips (it matched or beat the frozen head)")
-        writer = _writer(work / "tensorboard", "finetune/final")
-        net, head = finetune(
-            audios,
-            data.y,
-            n_classes,
-            tagger,
-            kind,
-            config,
-            config.seed,
-            negatives,
-            augmenter,
-            writer,
-            say,
-        )
-        if writer is not None:
-            writer.close()
-        with atomic_path(work / "backbone.pt") as temp:
-            torch.save(
-                {
-                    "format": MODEL_FORMAT,
-                    "width": float(tagger.spec.width),  # type: ignore[attr-defined]
-                    "state_dict": net.state_dict(),
-                },
-                temp,
-            )
-        save_head(work / "head.pt", head)
-    else:
-        say("the fine-tuned backbone did worse than the frozen one: keeping the frozen head")
-    result["seconds"] = round(time.perf_counter() - started, 3)
-    return result

@@ -69,29 +69,29 @@ def test_detect_classes_in_a_fold5_soundscape(
         min_gap=1.5,
     )
     write_soundscape(tmp_path / "mix.wav", audio, refs, 32000)
-    done = _run(
-        "detect",
-        str(tmp_path / "mix.wav"),
-        "-o",
-        str(tmp_path / "out"),
-        "--classes",
-        str(folds_1_4_model),
-        "--threshold",
-        "0.5",  # sigmoid outputs of a head trained with negatives: 0.5 is their natural cut
-        "-q",
-    )
-    assert done.returncode == 0, done.stderr
-    with open(tmp_path / "out" / "events.csv", newline="") as handle:
-        found = list(csv.DictReader(handle))
-    assert found and all(row["mid"].startswith("custom:") for row in found)
     ref = [RefEvent("mix", e.onset, e.offset, e.label) for e in refs]
-    sys_ = [RefEvent("mix", float(r["onset"]), float(r["offset"]), r["label"]) for r in found]
-    metrics = event_based_metrics(ref, sys_, t_collar=0.5, evaluate_offset=False)
-    hits = metrics["overall"].get("Ntp")
-    recall = metrics["overall"]["recall"]
-    precision = metrics["overall"]["precision"]
-    assert recall >= 0.8, f"onsets within 0.5 s for {recall:.0%} of {len(ref)} events ({hits})"
-    assert precision >= 0.6, f"precision {precision:.2f} of {len(sys_)} detections"
+    thresholds = json.loads((folds_1_4_model / "thresholds.json").read_text())["classes"]
+    assert set(thresholds) == set(load_custom_classes(folds_1_4_model).classes)
+    # no --threshold: every custom class uses the threshold calibrated when it was trained;
+    # then one threshold for all (0.5, the natural cut of sigmoid outputs) for comparison
+    for extra in ((), ("--threshold", "0.5")):
+        out = tmp_path / f"out{len(extra)}"
+        done = _run(
+            "detect", str(tmp_path / "mix.wav"), "-o", str(out), "--classes",
+            str(folds_1_4_model), "-q", *extra,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        with open(out / "events.csv", newline="") as handle:
+            found = list(csv.DictReader(handle))
+        assert found and all(row["mid"].startswith("custom:") for row in found)
+        sys_ = [RefEvent("mix", float(r["onset"]), float(r["offset"]), r["label"]) for r in found]
+        metrics = event_based_metrics(ref, sys_, t_collar=0.5, evaluate_offset=False)
+        hits = metrics["overall"].get("Ntp")
+        recall = metrics["overall"]["recall"]
+        precision = metrics["overall"]["precision"]
+        what = f"{extra or 'calibrated thresholds'} {thresholds}"
+        assert recall >= 0.8, f"{what}: onsets within 0.5 s for {recall:.0%} ({hits}/{len(ref)})"
+        assert precision >= 0.6, f"{what}: precision {precision:.2f} of {len(sys_)} detections"
 
 
 def test_custom_and_audioset_classes_together(

@@ -184,6 +184,8 @@ def _detect_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads,
         "classes": args.classes,
         "audioset": True if args.audioset else None,
+        # an explicit --threshold applies to every class, custom ones included
+        "calibrated_thresholds": False if args.threshold is not None else None,
     }
     return {k: v for k, v in flat.items() if v is not None}
 

@@ -47,6 +47,9 @@ class CustomClasses:
     metrics: dict | None = None
     backbone_state: Path | None = None
     """A fine-tuned backbone (``backbone.pt``), or ``None`` for the pretrained one."""
+    thresholds: dict[str, float] = field(default_factory=dict)
+    """Detection threshold per class: calibrated on mixtures (``thresholds.json``) or
+    :data:`earmark.calibration.UNCALIBRATED_THRESHOLD`."""
     _backbone: Any = field(default=None, repr=False)
 
     @property
@@ -167,6 +170,18 @@ def load_custom_classes(model_dir: str | Path) -> CustomClasses:
     metrics = None
     if (path / "metrics.json").is_file():
         metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+    from earmark.calibration import thresholds_of
+
+    calibration = None
+    if (path / "thresholds.json").is_file():
+        try:
+            calibration = json.loads((path / "thresholds.json").read_text(encoding="utf-8"))
+            unknown = set(calibration["classes"]) - set(classes)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CustomModelError(f"{path}: damaged thresholds.json ({exc})") from None
+        if unknown:
+            raise CustomModelError(f"{path}: thresholds.json names unknown classes {unknown}")
+    thresholds = thresholds_of(calibration, classes)
     backbone_state = path / "backbone.pt"
     return CustomClasses(
         path=path,
@@ -175,6 +190,7 @@ def load_custom_classes(model_dir: str | Path) -> CustomClasses:
         config=config,
         metrics=metrics,
         backbone_state=backbone_state if backbone_state.is_file() else None,
+        thresholds=thresholds,
     )
 
 
@@ -210,9 +226,21 @@ def combined_labels(tagger: Any, options: Any) -> list[Label]:
 
 
 def custom_selection(options: Any, labels: Sequence[Label]) -> Any:
-    """Post-processing options for combined scores: a ``--labels`` selection of AudioSet
-    classes keeps every custom class too."""
+    """Post-processing options for combined scores.
+
+    * The custom classes get their calibrated thresholds (``thresholds.json``) unless
+      ``options.calibrated_thresholds`` is off (``--threshold`` turns it off); per-class
+      thresholds given by the user still win.
+    * A ``--labels`` selection of AudioSet classes keeps every custom class too.
+    """
     post = options.postprocess
+    if getattr(options, "calibrated_thresholds", True):
+        custom = cached_custom_classes(options.classes)
+        calibrated = {
+            f"{CUSTOM_MID_PREFIX}{name}": value for name, value in custom.thresholds.items()
+        }
+        if calibrated:  # later keys win: the user's own per-class thresholds come last
+            post = dataclasses.replace(post, thresholds={**calibrated, **post.thresholds})
     if post.labels is None:
         return post
     custom_names = [lab.name for lab in labels if lab.mid.startswith(CUSTOM_MID_PREFIX)]
@@ -286,6 +314,7 @@ def detect_custom(
     """Python API: events of the custom classes (and optionally AudioSet's) in a recording.
 
     ``post`` holds :class:`~earmark.events.PostprocessOptions` keywords (``threshold``...).
+    The custom classes use their calibrated thresholds unless ``threshold`` is given.
     """
     from earmark.events import PostprocessOptions, scores_to_events
     from earmark.pipeline import DetectOptions, score_file
@@ -293,9 +322,12 @@ def detect_custom(
 
     custom = cached_custom_classes(model_dir)
     tagger = tagger or load_model(custom.model_name or "mn04_as")
-    options = DetectOptions(postprocess=PostprocessOptions(**post))
-    options.classes = str(model_dir)  # type: ignore[attr-defined]
-    options.audioset = audioset  # type: ignore[attr-defined]
+    options = DetectOptions(
+        postprocess=PostprocessOptions(**post),
+        classes=str(model_dir),
+        audioset=audioset,
+        calibrated_thresholds="threshold" not in post,
+    )
     scoring = dataclasses.replace(options.scoring, embeddings=True)
     scores, _ = score_file(tagger, source, scoring)
     scores, labels = apply_custom_classes(tagger, scores, options, source)

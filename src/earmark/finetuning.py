@@ -42,6 +42,7 @@ from earmark.training import (
     _torch,
     _writer,
     background_files,
+    calibration_audio,
     classification_metrics,
     fit_head,
     outer_splits,
@@ -221,11 +222,14 @@ def finetune_and_save(
     as the frozen head, fine-tune ``final_head`` and the backbone on all clips and save
     ``backbone.pt`` and ``head.pt`` in ``work``.
 
-    Returns the fine-tuning metrics (``kept``: whether the fine-tuned model was saved).
+    Returns the fine-tuning metrics (``kept``: whether the fine-tuned model was saved) and
+    ``calibration_scores``, the out-of-fold scores, labels and whether they were mixed over
+    backgrounds, that :mod:`earmark.calibration` needs.
     """
     torch = _torch()
     from earmark.audio import load as load_audio
-    from earmark.embeddings import _min_length
+    from earmark.calibration import detection_rows
+    from earmark.embeddings import Backbone, _min_length
     from earmark.outputs import atomic_path
 
     say = log or (lambda _m: None)
@@ -244,6 +248,9 @@ def finetune_and_save(
         augmenter = Augmenter(kinds, config.seed, backgrounds)
     n_classes = len(data.classes)
     predictions = np.full(len(data.y), -1, dtype=np.int64)
+    calibration = calibration_audio(audios, config)
+    mixed, segments = calibration if calibration is not None else (audios, [])
+    rows, row_labels = [], []
     per_split = []
     splits = outer_splits(data.y, data.folds, config)
     for s, (name, train, test) in enumerate(splits):
@@ -279,6 +286,12 @@ def finetune_and_save(
         seconds = time.perf_counter() - t0
         emb = _embed(net, tagger.front_end, [audios[i] for i in test])  # type: ignore[attr-defined]
         predictions[test] = predict_proba(head, emb).argmax(axis=1)
+        framewise = Backbone(net, tagger.front_end, key="")  # type: ignore[attr-defined]
+        rows.append(detection_rows(head, (framewise.frame_embeddings(mixed[i]) for i in test)))
+        row_labels.append(data.y[test])
+        if segments:
+            rows.append(detection_rows(head, (framewise.frame_embeddings(a) for a in segments)))
+            row_labels.append(np.full(len(segments), -1, dtype=np.int64))
         m = classification_metrics(data.y[test], predictions[test], data.classes)
         per_split.append(
             {
@@ -306,6 +319,11 @@ def finetune_and_save(
         "mean_macro_f1": mean_f1,
         "pooled": classification_metrics(data.y, predictions, data.classes),
         "kept": kept,
+        "calibration_scores": (
+            np.concatenate(rows),
+            np.concatenate(row_labels),
+            calibration is not None,
+        ),
     }
     if kept:
         say("fine-tuning on all clips (it matched or beat the frozen head)")

@@ -95,6 +95,9 @@ class DetectOptions:
     """A MODEL_DIR written by ``earmark train``: its custom classes are detected too."""
     audioset: bool | None = None
     """With ``classes``, also report AudioSet classes (default: only those ``labels`` selects)."""
+    calibrated_thresholds: bool = True
+    """With ``classes``, the custom classes use the thresholds calibrated when they were trained
+    (instead of ``postprocess.threshold``); per-class ``thresholds`` still override them."""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad option."""

@@ -19,8 +19,10 @@
 6. fits the head chosen most often on all the data and saves MODEL_DIR: ``head.pt``,
    ``labels.json``, ``metrics.json``, ``config.json`` (the exact configuration, dataset
    summary, backbone and its sha256, versions), ``confusion.{png,csv}`` (and the baseline's),
-   ``predictions.csv`` (out-of-fold predictions) and ``tensorboard/`` (loss and accuracy
-   curves of every fit). MODEL_DIR is built under a temporary name and renamed when complete.
+   ``predictions.csv`` (out-of-fold predictions), ``thresholds.json`` (per-class detection
+   thresholds calibrated on out-of-fold clips, :mod:`earmark.calibration`) and
+   ``tensorboard/`` (loss and accuracy curves of every fit). MODEL_DIR is built under a
+   temporary name and renamed when complete.
 
 Heads output one sigmoid per class (one-vs-rest logistic outputs trained with binary cross
 entropy): a clip is classified by the largest output, and in long recordings each class is
@@ -429,6 +431,8 @@ class TrainingData:
     aug_source: np.ndarray | None = None
     """Index of the clip each augmented row was made from."""
     neg_x: np.ndarray | None = None
+    frames: list[np.ndarray] | None = None
+    """Framewise embeddings of every clip (for threshold calibration)."""
     failed: list[tuple[str, str]] = field(default_factory=list)
 
     def training_rows(self, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -547,7 +551,10 @@ def assemble(
 ) -> TrainingData:
     """Embed the dataset (and its augmentations and negatives) into :class:`TrainingData`."""
     say = log or (lambda _m: None)
-    emb: EmbeddingSet = embed_dataset(dataset, backbone, progress=progress)
+    # framewise embeddings calibrate the detection thresholds when there are no backgrounds
+    # to mix the clips over (see earmark.calibration)
+    framewise = not config.backgrounds
+    emb: EmbeddingSet = embed_dataset(dataset, backbone, framewise=framewise, progress=progress)
     for file, error in emb.failed:
         say(f"skipped {file}: {error}")
     classes = dataset.classes
@@ -558,6 +565,7 @@ def assemble(
         folds=emb.folds,
         files=emb.files,
         classes=classes,
+        frames=emb.frames,
         failed=emb.failed,
     )
     missing = [c for c in classes if c not in set(emb.labels)]
@@ -673,6 +681,7 @@ def cross_validate(
     predictions = np.full(len(data.y), -1, dtype=np.int64)
     probabilities = np.zeros((len(data.y), n_classes), dtype=np.float32)
     split_of = [""] * len(data.y)
+    heads = []
     per_split = []
     choices: list[dict] = []
     for s, (name, train, test) in enumerate(splits):
@@ -682,6 +691,7 @@ def cross_validate(
         proba = predict_proba(final.head, data.x[test])
         predictions[test] = proba.argmax(axis=1)
         probabilities[test] = proba
+        heads.append((test, final.head))
         for i in test:
             split_of[i] = name
         metrics = classification_metrics(data.y[test], predictions[test], data.classes)
@@ -721,6 +731,7 @@ def cross_validate(
         "predictions": predictions,
         "probabilities": probabilities,
         "split_of": split_of,
+        "heads": heads,
         "seconds": round(time.perf_counter() - started, 3),
     }
 
@@ -764,7 +775,57 @@ def _predictions_csv(data: TrainingData, cv: dict) -> str:
 
 
 def _public(cv: dict) -> dict:
-    return {k: v for k, v in cv.items() if k not in ("predictions", "probabilities", "split_of")}
+    private = ("predictions", "probabilities", "split_of", "heads", "detection_scores")
+    return {k: v for k, v in cv.items() if k not in private}
+
+
+def calibration_audio(
+    audios: Sequence[np.ndarray], config: TrainConfig
+) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+    """The clips mixed over ``config.backgrounds`` and segments of those, to calibrate the
+    detection thresholds on (:mod:`earmark.calibration`); ``None`` without backgrounds."""
+    from earmark.calibration import background_segments, mixtures
+
+    if not config.backgrounds:
+        return None
+    backgrounds = _load_backgrounds(background_files(config.backgrounds))
+    if not backgrounds:
+        return None
+    return mixtures(audios, backgrounds, config.seed), background_segments(backgrounds)
+
+
+def frozen_calibration_scores(
+    data: TrainingData, cv: dict, backbone: Backbone, config: TrainConfig
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Out-of-fold detection scores of the frozen heads for threshold calibration: each clip
+    (mixed over a background when there are backgrounds) under the head of the split that held
+    it out, and background segments under every split's head. Returns ``(scores, labels,
+    mixed)``."""
+    from earmark.audio import load as load_audio
+    from earmark.calibration import detection_rows
+    from earmark.embeddings import _min_length
+
+    audio = None
+    if config.backgrounds:
+        clips = [_min_length(load_audio(f, SAMPLE_RATE)) for f in data.files]
+        audio = calibration_audio(clips, config)
+    if audio is None:
+        if data.frames is None:
+            data.frames = [
+                backbone.frame_embeddings(load_audio(f, SAMPLE_RATE)) for f in data.files
+            ]
+        clip_frames, segment_frames = data.frames, []
+    else:
+        clip_frames = [backbone.frame_embeddings(a) for a in audio[0]]
+        segment_frames = [backbone.frame_embeddings(a) for a in audio[1]]
+    rows, labels = [], []
+    for test, head in cv["heads"]:
+        rows.append(detection_rows(head, [clip_frames[i] for i in test]))
+        labels.append(data.y[test])
+        if segment_frames:
+            rows.append(detection_rows(head, segment_frames))
+            labels.append(np.full(len(segment_frames), -1, dtype=np.int64))
+    return np.concatenate(rows), np.concatenate(labels), audio is not None
 
 
 def save_head(path: Path, head: object) -> None:
@@ -873,6 +934,14 @@ def train(
             layers = f"top {config.finetune_layers} layers" if config.finetune_layers else "all"
             say(f"fine-tuning the backbone ({layers}, {config.finetune_epochs} epochs per split)")
             finetuned = finetune_and_save(data, tagger, config, cv, final.head, work, say)
+        from earmark.calibration import calibrate_thresholds, thresholds_of
+
+        say("calibrating the detection thresholds on out-of-fold clips")
+        scored = finetuned.pop("calibration_scores") if finetuned else None
+        if not (finetuned and finetuned["kept"]):
+            scored = frozen_calibration_scores(data, cv, backbone, config)
+        calibration = calibrate_thresholds(scored[0], scored[1], data.classes, mixed=scored[2])
+        write_json(work / "thresholds.json", calibration)
         atomic_write_text(
             work / "confusion.csv", confusion_csv(cv["pooled"]["confusion"], data.classes)
         )
@@ -894,6 +963,9 @@ def train(
             if baseline is None
             else {"kind": "mlp on hand-made features", **_public(baseline)},
             "finetuned": finetuned,
+            "thresholds": calibration["classes"],
+            "thresholds_on_mixtures": calibration["mixed"],
+            "detect_thresholds": thresholds_of(calibration, data.classes),
             "n_clips": len(data.y),
             "n_augmented": 0 if data.aug_x is None else len(data.aug_x),
             "n_negatives": 0 if data.neg_x is None else len(data.neg_x),
@@ -971,11 +1043,23 @@ def format_report(metrics: dict) -> str:
             + ("kept" if ft["kept"] else "not kept (the frozen head did better)")
         )
     per_class = head["pooled"]["per_class"]
+    thresholds = metrics.get("detect_thresholds") or {}
     width = max(len(c) for c in per_class)
-    lines.append(f"  {'class':<{width}} {'precision':>9} {'recall':>6} {'F1':>5}")
+    lines.append(f"  {'class':<{width}} {'precision':>9} {'recall':>6} {'F1':>5}  detect threshold")
     for name, m in per_class.items():
+        t = thresholds.get(name)
         lines.append(
             f"  {name:<{width}} {m['precision']:>9.3f} {m['recall']:>6.3f} {m['f1']:>5.3f}"
+            + ("" if t is None else f"  {t:.2f}")
+        )
+    if thresholds:
+        lines.append(
+            "  detect thresholds: "
+            + (
+                "calibrated on out-of-fold clips mixed over the backgrounds"
+                if metrics.get("thresholds_on_mixtures")
+                else "0.5 (calibration needs --backgrounds to mix the clips over)"
+            )
         )
     t = metrics["timing_seconds"]
     lines.append(

@@ -156,3 +156,33 @@ def test_classify_cli_and_errors(tmp_path: Path, folds_1_4_model: Path, esc10) -
     )
     assert done.returncode == 2 and "missing head.pt" in done.stderr
     assert load_custom_classes(folds_1_4_model).classes == sorted({c.label for c in esc10.clips})
+
+
+def test_calibrated_thresholds_are_the_default(folds_1_4_model: Path, tagger) -> None:
+    from earmark.cli import _detect_overrides, build_parser
+    from earmark.config import load_options
+    from earmark.custom_classes import check_custom_options
+    from earmark.events import scores_to_events
+
+    calibration = json.loads((folds_1_4_model / "thresholds.json").read_text())
+    assert calibration["mixed"], "trained with --backgrounds: calibrated on mixtures"
+    custom = load_custom_classes(folds_1_4_model)
+    assert custom.thresholds == {k: v["threshold"] for k, v in calibration["classes"].items()}
+    names = custom.classes
+    # constant scores just above (even columns) or below (odd) each calibrated threshold
+    values = [custom.thresholds[n] + (0.005 if i % 2 == 0 else -0.005) for i, n in enumerate(names)]
+    scores = np.tile(np.array(values, dtype=np.float32), (20, 1))
+
+    def firing(*extra: str) -> set[str]:
+        argv = ["detect", "x.wav", "-o", "out", "--classes", str(folds_1_4_model), *extra]
+        options = load_options(None, _detect_overrides(build_parser().parse_args(argv)))
+        labels, post = check_custom_options(tagger, options)
+        return {e.label for e in scores_to_events(scores, 0.32, labels, post)}
+
+    assert firing() == set(names[0::2])
+    # a per-class override wins over the calibrated value of that class only
+    assert firing("--class-threshold", f"{names[1]}=0.01") == set(names[0::2]) | {names[1]}
+    # one threshold for all replaces the calibration
+    assert firing("--threshold", "0.5") == {
+        n for n, v in zip(names, values, strict=True) if v >= 0.5
+    }

@@ -123,3 +123,16 @@ def test_finetune_options_are_checked() -> None:
         TrainConfig(finetune_layers=18).validate()
     with pytest.raises(ValueError, match="learning rates"):
         TrainConfig(finetune_lr=0).validate()
+
+
+def test_cli_rejects_bad_finetune_options(tmp_path: Path, esc10_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "earmark.cli", "train", str(esc10_dir / "esc10_meta.csv"),
+         "-o", str(tmp_path / "m"), "--finetune", "--finetune-layers", "18"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and "finetune_layers" in done.stderr, done.stderr
+    assert not (tmp_path / "m").exists()

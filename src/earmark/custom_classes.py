@@ -523,6 +523,8 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
                     "mean_macro_f1": head["mean_macro_f1"],
                     "baseline_mean_accuracy": base.get("mean_accuracy"),
                     "baseline_mean_macro_f1": base.get("mean_macro_f1"),
+                    "finetuned_kept": bool((result.metrics.get("finetuned") or {}).get("kept")),
+                    "detect_thresholds": result.metrics["detect_thresholds"],
                     "timing_seconds": result.metrics["timing_seconds"],
                     "skipped": result.metrics["skipped"],
                 },

@@ -163,6 +163,7 @@ def finetune(
     )
     loss_fn = torch.nn.BCEWithLogitsLoss()
     step = 0
+    first_epoch = time.perf_counter()
     for epoch in range(1, config.finetune_epochs + 1):
         started = time.perf_counter()
         head.train()  # type: ignore[attr-defined]
@@ -202,7 +203,12 @@ def finetune(
             message += f", held-out accuracy {accuracy:.3f}"
             if writer is not None:
                 writer.add_scalar("accuracy/held_out", accuracy, epoch)  # type: ignore[attr-defined]
-        say(f"{message} ({time.perf_counter() - started:.1f} s)")
+        now = time.perf_counter()
+        eta = (now - first_epoch) / epoch * (config.finetune_epochs - epoch)
+        say(
+            f"{message} ({now - started:.1f} s, {len(items) / (now - started):.1f} clips/s"
+            + (f", ETA {eta:.0f} s)" if epoch < config.finetune_epochs else ")")
+        )
     for param in net.parameters():
         param.requires_grad_(False)
     return net, head

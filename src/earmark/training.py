@@ -775,7 +775,7 @@ def _predictions_csv(data: TrainingData, cv: dict) -> str:
 
 
 def _public(cv: dict) -> dict:
-    private = ("predictions", "probabilities", "split_of", "heads", "detection_scores")
+    private = ("predictions", "probabilities", "split_of", "heads")
     return {k: v for k, v in cv.items() if k not in private}
 
 
@@ -937,11 +937,13 @@ def train(
         from earmark.calibration import calibrate_thresholds, thresholds_of
 
         say("calibrating the detection thresholds on out-of-fold clips")
+        t0 = time.perf_counter()
         scored = finetuned.pop("calibration_scores") if finetuned else None
         if not (finetuned and finetuned["kept"]):
             scored = frozen_calibration_scores(data, cv, backbone, config)
         calibration = calibrate_thresholds(scored[0], scored[1], data.classes, mixed=scored[2])
         write_json(work / "thresholds.json", calibration)
+        calibration_seconds = time.perf_counter() - t0
         atomic_write_text(
             work / "confusion.csv", confusion_csv(cv["pooled"]["confusion"], data.classes)
         )
@@ -975,6 +977,7 @@ def train(
                 "head_cross_validation": round(head_cv_seconds, 3),
                 "final_fit": round(final_seconds, 3),
                 "baseline": None if baseline_seconds is None else round(baseline_seconds, 3),
+                "threshold_calibration": round(calibration_seconds, 3),
                 "total": round(total, 3),
             },
         }

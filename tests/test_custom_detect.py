@@ -92,6 +92,23 @@ def test_detect_classes_in_a_fold5_soundscape(
         what = f"{extra or 'calibrated thresholds'} {thresholds}"
         assert recall >= 0.8, f"{what}: onsets within 0.5 s for {recall:.0%} ({hits}/{len(ref)})"
         assert precision >= 0.6, f"{what}: precision {precision:.2f} of {len(sys_)} detections"
+        run = json.loads((out / "manifest.json").read_text())["custom_classes"]
+        assert run["classes"] == sorted(thresholds) and not run["audioset"]
+        if extra:
+            assert (
+                set(run["thresholds"].values()) == {0.5}
+                and "--threshold" in run["threshold_source"]
+            )
+        else:
+            assert run["thresholds"] == {k: v["threshold"] for k, v in thresholds.items()}
+            assert run["threshold_source"].startswith("calibrated per class")
+    # the report's method section says which classes and thresholds were used
+    done = _run("report", str(tmp_path / "out0"), "-q")
+    assert done.returncode == 0, done.stderr
+    method = (tmp_path / "out0" / "report.md").read_text()
+    assert f"10 custom classes from {folds_1_4_model}" in method
+    assert "AudioSet classes" not in method.split("labels:")[1].split(";")[0]
+    assert "custom-class thresholds: calibrated per class" in method
 
 
 def test_custom_and_audioset_classes_together(

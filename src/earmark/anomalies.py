@@ -326,8 +326,8 @@ def unknown(
             f"frequency bands stand {UNKNOWN_RISE_DB:.0f} dB or more above their noise floor "
             f"and no class scores {UNKNOWN_MAX_SCORE} or more",
             "Something loud is there that the model does not recognise: a sound outside the "
-            "527 AudioSet classes, a distorted one, or one unlike its training data. Listen to "
-            "these regions; a custom class may be needed.",
+            f"{len(names)} classes scored, a distorted one, or one unlike its training data. "
+            "Listen to these regions; a custom class may be needed.",
             regions,
         )
     ]

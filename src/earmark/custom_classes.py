@@ -257,6 +257,36 @@ def check_custom_options(tagger: Any, options: Any) -> tuple[list[Label], Any]:
     return labels, custom_selection(options, labels)
 
 
+def describe_custom_run(tagger: Any, options: Any) -> dict:
+    """What a run with ``options.classes`` detected and at which thresholds (for the manifest
+    and the report): model folder, classes, fine-tuned or not, whether AudioSet classes were
+    reported too, the threshold of every custom class and where it came from."""
+    from earmark.events import effective_thresholds
+
+    custom = cached_custom_classes(options.classes)
+    labels, post = check_custom_options(tagger, options)
+    mine = [lab for lab in labels if lab.mid.startswith(CUSTOM_MID_PREFIX)]
+    on = effective_thresholds(post, mine)
+    calibration = custom.path / "thresholds.json"
+    if not getattr(options, "calibrated_thresholds", True):
+        source = "one threshold for all classes (--threshold)"
+    elif calibration.is_file() and json.loads(calibration.read_text(encoding="utf-8")).get("mixed"):
+        source = "calibrated per class on out-of-fold clips mixed over backgrounds"
+    else:
+        source = "0.5 for every class (no calibration on mixtures in the model folder)"
+    if options.postprocess.thresholds:
+        source += "; per-class overrides given"
+    return {
+        "model_dir": str(custom.path),
+        "classes": list(custom.classes),
+        "finetuned_backbone": custom.backbone_state is not None,
+        "audioset": includes_audioset(options),
+        "thresholds": {lab.name: on[lab.name] for lab in mine},
+        "threshold_source": source,
+        "cross_validated_accuracy": ((custom.metrics or {}).get("head") or {}).get("mean_accuracy"),
+    }
+
+
 def apply_custom_classes(
     tagger: Any, scores: Any, options: Any, path: str | Path | None = None
 ) -> tuple[Any, list[Label]]:

@@ -222,6 +222,15 @@ class PostprocessOptions:
             _parse_level(self.group_by)
 
 
+def effective_thresholds(
+    options: PostprocessOptions, labels: Sequence[Label], ontology: Ontology | None = None
+) -> dict[str, float]:
+    """The on threshold each class gets (name -> value): ``options.threshold`` with the
+    per-class ``thresholds`` applied. Unknown keys raise :class:`UnknownLabelError`."""
+    on = _threshold_map(options, labels, labels, ontology)
+    return {lab.name: float(v) for lab, v in zip(labels, on, strict=True)}
+
+
 def median_kernel_frames(seconds: float, hop: float) -> int:
     """Median filter length in frames: the odd number nearest to ``seconds / hop``.
 

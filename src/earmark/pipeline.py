@@ -628,6 +628,14 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def _custom_classes_entry(tagger: Tagger, options: DetectOptions) -> dict | None:
+    if not options.classes:
+        return None
+    from earmark.custom_classes import describe_custom_run
+
+    return describe_custom_run(tagger, options)
+
+
 def build_manifest(
     tagger: Tagger,
     options: DetectOptions,
@@ -647,6 +655,7 @@ def build_manifest(
         + " -o <out>",
         "model": tagger.describe(),
         "options": options.to_dict(),
+        "custom_classes": _custom_classes_entry(tagger, options),
         "frame_hop_seconds": options.scoring.frame_hop,
         "sample_rate": SAMPLE_RATE,
         "versions": package_versions(),

@@ -146,6 +146,25 @@ def _measure_now(path: str, scores_path: Path | None) -> SignalStats | None:
     return stats
 
 
+def _labels_text(post: dict, custom: dict | None) -> str:
+    """The classes a run reported, for the method section."""
+    audioset = "; ".join(post.get("labels") or []) or "all 527 AudioSet classes"
+    if not custom:
+        return audioset
+    trained = (
+        f"{len(custom['classes'])} custom classes from {custom['model_dir']} "
+        f"({', '.join(custom['classes'])}"
+        + ("; fine-tuned backbone" if custom.get("finetuned_backbone") else "")
+        + (
+            f"; cross-validated accuracy {custom['cross_validated_accuracy']:.3f}"
+            if custom.get("cross_validated_accuracy") is not None
+            else ""
+        )
+        + ")"
+    )
+    return f"{trained}, with {audioset}" if custom.get("audioset") else trained
+
+
 def build_report(run_dir: str | Path) -> Report:
     """Read a run folder and run every anomaly detector.
 
@@ -231,16 +250,29 @@ def methodology(report: Report) -> list[tuple[str, str]]:
             f"frames with {scoring.get('margin_frames')} frames of context"
         )
     thresholds = post.get("thresholds") or {}
+    custom = m.get("custom_classes")
     post_text = (
         f"median filter {post.get('median_filter')} s per class; hysteresis on threshold "
-        f"{post.get('threshold')}"
+        + (
+            "per custom class (below)"
+            if custom and not custom.get("audioset")
+            else f"{post.get('threshold')}"
+        )
         + (f" ({len(thresholds)} per-class overrides)" if thresholds else "")
         + f", off threshold {post.get('off_threshold') or 'on x 0.5'}; gaps up to "
         f"{post.get('merge_gap')} s merged; events shorter than {post.get('min_duration')} s "
-        f"dropped; labels: {'; '.join(post.get('labels') or []) or 'all 527 AudioSet classes'}"
+        f"dropped; labels: {_labels_text(post, m.get('custom_classes'))}"
         + (f", excluding {'; '.join(post['exclude'])}" if post.get("exclude") else "")
         + f"; grouping: {post.get('group_by') or 'none'}"
     )
+    if custom:
+        post_text += (
+            "; custom-class thresholds: "
+            + custom.get("threshold_source", "")
+            + " ("
+            + (", ".join(f"{k} {v:g}" for k, v in (custom.get("thresholds") or {}).items()))
+            + ")"
+        )
     if bounds:
         post_text += (
             "; boundaries refined on the signal (band energy, 10 ms)"

@@ -670,8 +670,10 @@ def add_parser(subparsers: Any) -> None:
         help="train custom classes on labelled clips (cross-validated)",
         description="Train a head (logistic regression or MLP, chosen by validation) on "
         "frozen backbone embeddings of a labelled dataset; cross-validate over its folds (or "
-        "stratified k-fold) beside a hand-made-feature baseline; save head, label map, "
-        "metrics, confusion matrices, TensorBoard curves and the configuration to MODEL_DIR.",
+        "stratified k-fold) beside a hand-made-feature baseline; optionally fine-tune the "
+        "whole backbone (--finetune); calibrate a detection threshold per class on out-of-fold "
+        "clips (mixed over --backgrounds); save head, label map, metrics, thresholds, confusion "
+        "matrices, TensorBoard curves and the configuration to MODEL_DIR.",
     )
     tr.add_argument("data", help="dataset folder or CSV")
     tr.add_argument("-o", "--output", required=True, help="MODEL_DIR to create")

@@ -51,7 +51,8 @@ def test_whole_backbone_learns_and_seeded_runs_repeat(esc10, tagger) -> None:
     for _ in range(2):
         torch.manual_seed(0)  # the same starting head
         head = make_head("logreg", pretrained.embedding_dim, len(CLASSES))
-        runs.append(finetune(audios, labels, head, tagger, config, seed=7))
+        tuned = finetune(audios, labels, head, tagger, config, seed=7)
+        runs.append((tuned.net, tuned.head))
     (net, head), (net2, head2) = runs
     assert all(_layer_changed(pretrained, net)), "every backbone layer is trained"
     assert len(net.features) == N_BACKBONE_LAYERS
@@ -68,8 +69,28 @@ def test_top_layers_only(esc10, tagger) -> None:
     config = TrainConfig(finetune_epochs=1, finetune_batch=8, finetune_layers=2, finetune_mixup=0)
     pretrained = unfused_backbone(tagger)
     head = make_head("mlp", pretrained.embedding_dim, len(CLASSES))
-    net, _ = finetune(audios, labels, head, tagger, config, seed=0)
+    net = finetune(audios, labels, head, tagger, config, seed=0).net
     assert _layer_changed(pretrained, net) == [False] * 15 + [True, True]
+
+
+def test_early_stopping_keeps_the_best_validation_epoch(esc10, tagger) -> None:
+    from earmark.finetuning import _logits
+    from earmark.training import _targets
+
+    audios, labels = _clips(esc10, (1,))
+    val_audios, val_labels = _clips(esc10, (2,))
+    config = TrainConfig(finetune_epochs=3, finetune_batch=8, finetune_lr=3e-3)  # overshoots
+    torch.manual_seed(0)
+    head = make_head("logreg", unfused_backbone(tagger).embedding_dim, len(CLASSES))
+    tuned = finetune(
+        audios, labels, head, tagger, config, seed=0, validation=(val_audios, val_labels)
+    )
+    assert 1 <= tuned.epoch <= 3 and tuned.val_loss is not None
+    logits = _logits(tuned.net, tuned.head, tagger.front_end, val_audios)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, torch.from_numpy(_targets(val_labels, len(CLASSES)))
+    )
+    assert float(loss) == pytest.approx(tuned.val_loss, rel=1e-5)  # the kept epoch's weights
 
 
 def test_length_batches_group_similar_lengths() -> None:
@@ -88,14 +109,20 @@ def test_train_finetune_saves_a_backbone_used_by_classify(tmp_path: Path, esc10,
 
     keep = [i for i, c in enumerate(esc10.clips) if c.label in CLASSES and c.fold in (1, 2, 3)]
     config = TrainConfig(
-        seed=1, heads=("logreg",), baseline=False, finetune=True, finetune_epochs=2
+        seed=1,
+        heads=("logreg",),
+        baseline=False,
+        finetune=True,
+        finetune_epochs=2,
+        finetune_keep="always",  # 24 clips per split: whether it beats the frozen head is luck
     )
     result = train(esc10.subset(keep), tmp_path / "model", tagger, config)
     ft = result.metrics["finetuned"]
     assert ft["whole_backbone"] and ft["layers"] == N_BACKBONE_LAYERS
     assert [s["split"] for s in ft["splits"]] == ["fold1", "fold2", "fold3"]
+    assert all(1 <= s["epoch"] <= 2 for s in ft["splits"]) and 1 <= ft["final_epochs"] <= 2
     assert ft["mean_accuracy"] >= 0.9 and ft["seconds"] > 0
-    assert ft["kept"], f"fine-tuned {ft['mean_accuracy']:.3f} below the frozen head"
+    assert ft["kept"] and ft["keep"] == "always"
     model_dir = result.model_dir
     assert (model_dir / "backbone.pt").is_file()
     assert json.loads((model_dir / "config.json").read_text())["backbone"]["finetuned"] is True
@@ -121,6 +148,8 @@ def test_train_finetune_saves_a_backbone_used_by_classify(tmp_path: Path, esc10,
 def test_finetune_options_are_checked() -> None:
     with pytest.raises(ValueError, match="finetune_layers"):
         TrainConfig(finetune_layers=18).validate()
+    with pytest.raises(ValueError, match="finetune_keep"):
+        TrainConfig(finetune_keep="sometimes").validate()
     with pytest.raises(ValueError, match="learning rates"):
         TrainConfig(finetune_lr=0).validate()
 

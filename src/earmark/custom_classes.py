@@ -522,6 +522,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             finetune_epochs=args.finetune_epochs,
             finetune_lr=args.finetune_lr,
             finetune_layers=args.finetune_layers,
+            finetune_keep=args.finetune_keep,
         )
         config.validate()
         dataset = _load_dataset(args)
@@ -722,6 +723,13 @@ def add_parser(subparsers: Any) -> None:
         type=int,
         default=0,
         help="train only the top N of the 17 backbone layers (default 0: all of them)",
+    )
+    tr.add_argument(
+        "--finetune-keep",
+        choices=("if-better", "always"),
+        default="if-better",
+        help="keep the fine-tuned backbone only if it cross-validates at least as well as the "
+        "frozen head (default), or always",
     )
     tr.add_argument("--overwrite", action="store_true", help="replace an existing MODEL_DIR")
     tr.add_argument("--threads", type=int, help="torch threads")

@@ -17,8 +17,11 @@ What makes this feasible on a CPU for small datasets (ESC-10: 400 clips of 5 s):
 * ``finetune_layers`` can restrict training to the top layers (the others run under
   ``no_grad``), for larger datasets or slower machines.
 
-Cross-validation uses the same splits as the frozen head; the fine-tuned backbone is kept only
-when its mean accuracy matches or beats the frozen head's.
+Cross-validation uses the same splits as the frozen head. In each, the head and backbone are
+fine-tuned on the training part minus an inner validation part (one training fold, as for the
+frozen heads), and the epoch with the lowest validation loss is kept (early stopping). The
+final fine-tuning on all clips runs for the median of those epochs. The fine-tuned backbone is
+kept only when its mean accuracy matches or beats the frozen head's.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +49,7 @@ from earmark.training import (
     calibration_audio,
     classification_metrics,
     fit_head,
+    inner_split,
     outer_splits,
     predict_proba,
     save_head,
@@ -97,6 +102,23 @@ def mixup(x: np.ndarray, y: object, alpha: float, rng: np.random.Generator) -> t
     return mixed.astype(np.float32), weight * y + (1.0 - weight) * y[torch.from_numpy(other)]  # type: ignore[index,operator]
 
 
+@dataclass
+class Finetuned:
+    """A fine-tuned network and head, and the epoch whose weights they hold."""
+
+    net: object
+    head: object
+    epoch: int
+    val_loss: float | None = None
+
+
+def _logits(net: object, head: object, front_end: object, audios: Sequence[np.ndarray]):
+    """Head logits ``(clips, classes)`` of whole clips (eval mode, no gradients)."""
+    torch = _torch()
+    with torch.no_grad():
+        return head(torch.from_numpy(_embed(net, front_end, audios)))  # type: ignore[operator]
+
+
 def _embed(net: object, front_end: object, audios: Sequence[np.ndarray]) -> np.ndarray:
     """Clip embeddings of whole clips with a (fine-tuned, unfused) network, in eval mode."""
     torch = _torch()
@@ -120,15 +142,20 @@ def finetune(
     writer: object | None = None,
     log: Log | None = None,
     held_out: tuple[Sequence[np.ndarray], np.ndarray] | None = None,
-) -> tuple[object, object]:
+    validation: tuple[Sequence[np.ndarray], np.ndarray] | None = None,
+    epochs: int | None = None,
+) -> Finetuned:
     """Fine-tune the backbone (all layers, or the top ``config.finetune_layers``) and ``head``.
 
     ``head`` is trained in place; it should come fitted on frozen embeddings (LP-FT).
     ``negatives`` are clips of none of the classes. The backbone learns at
     ``config.finetune_lr`` and the head at ``config.finetune_head_lr``, both decayed to zero
-    along a cosine over ``config.finetune_epochs`` epochs. With ``held_out`` (clips, labels),
-    its accuracy after every epoch goes to ``writer`` (a curve to look at, never used to
-    choose anything). Returns the network and head, in eval mode.
+    along a cosine over ``epochs`` (default ``config.finetune_epochs``) epochs.
+
+    With ``validation`` (clips, labels), the weights of the epoch with the lowest validation
+    loss are kept (early stopping, as for the frozen heads). With ``held_out`` (clips, labels),
+    its accuracy after every epoch goes to the log and ``writer``: a curve to look at, never
+    used to choose anything. Returns the network and head in eval mode, and the epoch kept.
     """
     torch = _torch()
     say = log or (lambda _m: None)
@@ -144,8 +171,9 @@ def finetune(
     for param in upper.parameters():
         param.requires_grad_(True)
     items = list(audios) + list(negatives)
+    n_out = head.n_classes  # type: ignore[attr-defined]
     targets = torch.from_numpy(
-        _targets(np.concatenate([labels, np.full(len(negatives), -1, np.int64)]), head.n_classes)  # type: ignore[attr-defined]
+        _targets(np.concatenate([labels, np.full(len(negatives), -1, np.int64)]), n_out)
     )
     lengths = [len(a) for a in items]
     crop_max = int(FINETUNE_CROP_SECONDS * SAMPLE_RATE)
@@ -157,14 +185,16 @@ def finetune(
         ],
         weight_decay=config.weight_decay,
     )
-    steps = config.finetune_epochs * math.ceil(len(items) / config.finetune_batch)
+    n_epochs = epochs or config.finetune_epochs
+    steps = n_epochs * math.ceil(len(items) / config.finetune_batch)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / steps))
     )
     loss_fn = torch.nn.BCEWithLogitsLoss()
     step = 0
     first_epoch = time.perf_counter()
-    for epoch in range(1, config.finetune_epochs + 1):
+    best: tuple[float, int, dict | None] = (math.inf, n_epochs, None)
+    for epoch in range(1, n_epochs + 1):
         started = time.perf_counter()
         head.train()  # type: ignore[attr-defined]
         total, seen = 0.0, 0
@@ -194,9 +224,23 @@ def finetune(
             if writer is not None:
                 writer.add_scalar("lr/backbone", schedule.get_last_lr()[0], step)  # type: ignore[attr-defined]
         head.eval()  # type: ignore[attr-defined]
-        message = f"    fine-tuning epoch {epoch}/{config.finetune_epochs}: loss {total / seen:.4f}"
+        message = f"    fine-tuning epoch {epoch}/{n_epochs}: loss {total / seen:.4f}"
         if writer is not None:
             writer.add_scalar("loss/train", total / seen, epoch)  # type: ignore[attr-defined]
+        if validation is not None and len(validation[1]):
+            logits = _logits(net, head, front_end, validation[0])
+            val_loss = float(loss_fn(logits, torch.from_numpy(_targets(validation[1], n_out))))
+            val_acc = float(np.mean(logits.argmax(dim=1).numpy() == validation[1]))
+            message += f", validation loss {val_loss:.4f} accuracy {val_acc:.3f}"
+            if writer is not None:
+                writer.add_scalar("loss/validation", val_loss, epoch)  # type: ignore[attr-defined]
+                writer.add_scalar("accuracy/validation", val_acc, epoch)  # type: ignore[attr-defined]
+            if val_loss < best[0] - 1e-5:
+                state = {
+                    "net": {k: v.clone() for k, v in net.state_dict().items()},
+                    "head": {k: v.clone() for k, v in head.state_dict().items()},  # type: ignore[attr-defined]
+                }
+                best = (val_loss, epoch, state)
         if held_out is not None and len(held_out[1]):
             predicted = predict_proba(head, _embed(net, front_end, held_out[0])).argmax(axis=1)
             accuracy = float(np.mean(predicted == held_out[1]))
@@ -204,14 +248,18 @@ def finetune(
             if writer is not None:
                 writer.add_scalar("accuracy/held_out", accuracy, epoch)  # type: ignore[attr-defined]
         now = time.perf_counter()
-        eta = (now - first_epoch) / epoch * (config.finetune_epochs - epoch)
+        eta = (now - first_epoch) / epoch * (n_epochs - epoch)
         say(
             f"{message} ({now - started:.1f} s, {len(items) / (now - started):.1f} clips/s"
-            + (f", ETA {eta:.0f} s)" if epoch < config.finetune_epochs else ")")
+            + (f", ETA {eta:.0f} s)" if epoch < n_epochs else ")")
         )
     for param in net.parameters():
         param.requires_grad_(False)
-    return net, head
+    if best[2] is not None:
+        net.load_state_dict(best[2]["net"])
+        head.load_state_dict(best[2]["head"])  # type: ignore[attr-defined]
+        return Finetuned(net, head, best[1], best[0])
+    return Finetuned(net, head, n_epochs)
 
 
 def finetune_and_save(
@@ -257,16 +305,19 @@ def finetune_and_save(
     calibration = calibration_audio(audios, config)
     mixed, segments = calibration if calibration is not None else (audios, [])
     rows, row_labels = [], []
+    best_epochs: list[int] = []
     per_split = []
     splits = outer_splits(data.y, data.folds, config)
     for s, (name, train, test) in enumerate(splits):
         choice = frozen_cv["splits"][s]
         say(f"  fine-tuning {name} ({len(train)} clips, from its {choice['chosen']} head)")
-        x_train, y_train = data.training_rows(train)
+        # fit on the training part minus an inner validation part, which picks the epoch
+        fit_idx, val_idx = inner_split(train, data.y, data.folds, config.seed + s, config.use_folds)
+        x_fit, y_fit = data.training_rows(fit_idx)
         probe = fit_head(
             choice["chosen"],
-            x_train,
-            y_train,
+            x_fit,
+            y_fit,
             n_classes,
             config,
             1000 * (config.seed + s),
@@ -274,9 +325,9 @@ def finetune_and_save(
         ).head
         t0 = time.perf_counter()
         writer = _writer(work / "tensorboard", f"finetune/{name}")
-        net, head = finetune(
-            [audios[i] for i in train],
-            data.y[train],
+        tuned = finetune(
+            [audios[i] for i in fit_idx],
+            data.y[fit_idx],
             probe,
             tagger,
             config,
@@ -286,9 +337,12 @@ def finetune_and_save(
             writer,
             say,
             held_out=([audios[i] for i in test], data.y[test]),
+            validation=([audios[i] for i in val_idx], data.y[val_idx]),
         )
         if writer is not None:
             writer.close()
+        net, head = tuned.net, tuned.head
+        best_epochs.append(tuned.epoch)
         seconds = time.perf_counter() - t0
         emb = _embed(net, tagger.front_end, [audios[i] for i in test])  # type: ignore[attr-defined]
         predictions[test] = predict_proba(head, emb).argmax(axis=1)
@@ -305,26 +359,30 @@ def finetune_and_save(
                 "accuracy": m["accuracy"],
                 "macro_f1": m["macro_f1"],
                 "frozen_accuracy": choice["accuracy"],
+                "epoch": tuned.epoch,
                 "seconds": round(seconds, 3),
             }
         )
         say(
             f"  fine-tuned {name}: accuracy {m['accuracy']:.3f} (frozen {choice['accuracy']:.3f}),"
-            f" macro-F1 {m['macro_f1']:.3f}, {seconds:.0f} s"
+            f" macro-F1 {m['macro_f1']:.3f}, epoch {tuned.epoch} kept, {seconds:.0f} s"
         )
     mean_acc = float(np.mean([p["accuracy"] for p in per_split]))
     mean_f1 = float(np.mean([p["macro_f1"] for p in per_split]))
-    kept = mean_acc >= frozen_cv["mean_accuracy"]
+    kept = config.finetune_keep == "always" or mean_acc >= frozen_cv["mean_accuracy"]
+    final_epochs = max(1, int(np.median(best_epochs)))
     result = {
         "layers": config.finetune_layers or N_BACKBONE_LAYERS,
         "whole_backbone": config.finetune_layers in (0, N_BACKBONE_LAYERS),
         "epochs": config.finetune_epochs,
+        "final_epochs": final_epochs,
         "splits": per_split,
         "mean_accuracy": mean_acc,
         "std_accuracy": float(np.std([p["accuracy"] for p in per_split])),
         "mean_macro_f1": mean_f1,
         "pooled": classification_metrics(data.y, predictions, data.classes),
         "kept": kept,
+        "keep": config.finetune_keep,
         "calibration_scores": (
             np.concatenate(rows),
             np.concatenate(row_labels),
@@ -332,9 +390,16 @@ def finetune_and_save(
         ),
     }
     if kept:
-        say("fine-tuning on all clips (it matched or beat the frozen head)")
+        say(
+            f"fine-tuning on all clips for {final_epochs} epochs (the median epoch kept in the "
+            + (
+                "splits; kept as asked)"
+                if mean_acc < frozen_cv["mean_accuracy"]
+                else "splits; it matched or beat the frozen head)"
+            )
+        )
         writer = _writer(work / "tensorboard", "finetune/final")
-        net, head = finetune(
+        final = finetune(
             audios,
             data.y,
             final_head,
@@ -345,9 +410,11 @@ def finetune_and_save(
             augmenter,
             writer,
             say,
+            epochs=final_epochs,
         )
         if writer is not None:
             writer.close()
+        net, head = final.net, final.head
         with atomic_path(work / "backbone.pt") as temp:
             torch.save(
                 {

@@ -92,6 +92,10 @@ class TrainConfig:
     """Mixup of clip pairs in fine-tuning batches, ``Beta(a, a)`` weights (0: off)."""
     finetune_layers: int = 0
     """Top layers of the backbone that fine-tuning trains (of 17); 0: the whole backbone."""
+    finetune_keep: str = "if-better"
+    """Keep the fine-tuned backbone ``"if-better"`` (cross-validated accuracy at least the
+    frozen head's) or ``"always"`` (e.g. when the recordings to detect in differ from the
+    clips more than the folds do)."""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad option."""
@@ -114,6 +118,10 @@ class TrainConfig:
             raise ValueError("finetune_epochs must be at least 1")
         if not 0 <= self.finetune_layers <= 17:
             raise ValueError("finetune_layers must be between 0 (all) and 17")
+        if self.finetune_keep not in ("if-better", "always"):
+            raise ValueError(
+                f"finetune_keep must be if-better or always, got {self.finetune_keep!r}"
+            )
         if self.finetune_batch < 1 or self.finetune_lr <= 0 or self.finetune_head_lr <= 0:
             raise ValueError("finetune_batch >= 1 and positive fine-tuning learning rates needed")
 

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--finetune", action="store_true", help="also fine-tune the backbone")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
+    load_start = round(os.getloadavg()[0], 2)  # other jobs on the machine slow every stage
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["EARMARK_EMBEDDING_CACHE"] = str(Path(tmp) / "cache")
         import torch
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "timing_seconds": {**m["timing_seconds"], "wall": round(wall, 1)},
         "torch_threads": torch.get_num_threads(),
-        "note": "2-core machine shared with other jobs while measured: times are pessimistic",
+        "load_average_1min": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
+        "cpu_count": os.cpu_count(),
     }
     write_json(RESULTS_DIR / ("esc10_finetune.json" if args.finetune else "esc10.json"), summary)
     return summary

@@ -310,9 +310,12 @@ def finetune_and_save(
     splits = outer_splits(data.y, data.folds, config)
     for s, (name, train, test) in enumerate(splits):
         choice = frozen_cv["splits"][s]
-        say(f"  fine-tuning {name} ({len(train)} clips, from its {choice['chosen']} head)")
         # fit on the training part minus an inner validation part, which picks the epoch
         fit_idx, val_idx = inner_split(train, data.y, data.folds, config.seed + s, config.use_folds)
+        say(
+            f"  fine-tuning {name} ({len(fit_idx)} clips, {len(val_idx)} for validation; "
+            f"from its {choice['chosen']} head)"
+        )
         x_fit, y_fit = data.training_rows(fit_idx)
         probe = fit_head(
             choice["chosen"],

@@ -519,6 +519,10 @@ def render_html(report: Report, pictures: bool = True) -> str:
     m = report.manifest
     totals = m.get("totals", {})
     threshold = (m.get("options", {}).get("postprocess") or {}).get("threshold")
+    custom = m.get("custom_classes")
+    if custom and not custom.get("audioset"):  # one line only if every class shares it
+        values = set((custom.get("thresholds") or {}).values())
+        threshold = values.pop() if len(values) == 1 else None
     esc = html.escape
     parts = [
         "<h1>earmark analysis report</h1>"

@@ -47,6 +47,11 @@ class CustomClasses:
     metrics: dict | None = None
     backbone_state: Path | None = None
     """A fine-tuned backbone (``backbone.pt``), or ``None`` for the pretrained one."""
+    frame_head: Any = None
+    """The frame-level detector head (``frame_head.pt``, :mod:`earmark.custom.frame_head`),
+    or ``None`` for a model trained without mixtures (detection then uses the clip head)."""
+    frame_audioset: bool = False
+    """Whether the frame head reads the AudioSet scores beside the backbone features."""
     thresholds: dict[str, float] = field(default_factory=dict)
     """Detection threshold per class: calibrated on mixtures (``thresholds.json``) or
     :data:`earmark.calibration.UNCALIBRATED_THRESHOLD`."""
@@ -183,7 +188,23 @@ def load_custom_classes(model_dir: str | Path) -> CustomClasses:
             raise CustomModelError(f"{path}: thresholds.json names unknown classes {unknown}")
     thresholds = thresholds_of(calibration, classes)
     backbone_state = path / "backbone.pt"
+    frame_head, frame_audioset = None, False
+    if (path / "frame_head.pt").is_file():
+        from earmark.custom.frame_head import load_frame_head
+
+        try:
+            frame_head, extra = load_frame_head(path / "frame_head.pt")
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise CustomModelError(f"{path}: damaged frame_head.pt ({exc})") from None
+        frame_audioset = bool(extra.get("audioset_input"))
+        if frame_head.n_classes != len(classes):
+            raise CustomModelError(
+                f"{path}: frame_head.pt has {frame_head.n_classes} outputs, "
+                f"labels.json {len(classes)} classes"
+            )
     return CustomClasses(
+        frame_head=frame_head,
+        frame_audioset=frame_audioset,
         path=path,
         classes=classes,
         head=head,
@@ -300,7 +321,15 @@ def apply_custom_classes(
     from earmark.scoring import FrameScores
 
     custom = cached_custom_classes(options.classes)
-    if custom.backbone_state is None:
+    if custom.frame_head is not None:  # frame-level detector on the pretrained backbone's frames
+        custom.check_backbone(tagger)
+        if scores.features is None:
+            raise CustomModelError("custom classes need framewise features from the scorer")
+        from earmark.custom.frame_head import head_input
+
+        rows = head_input(scores.features, scores.scores if custom.frame_audioset else None)
+        probs = custom.frame_head.probabilities(rows)
+    elif custom.backbone_state is None:
         custom.check_backbone(tagger)
         embeddings = scores.embeddings
         if embeddings is None:
@@ -317,7 +346,8 @@ def apply_custom_classes(
         with AudioReader(path, SAMPLE_RATE, 10.0) as reader:  # streamed: long files are fine
             second = scorer.score(reader, expected_seconds=reader.info.duration)
         embeddings = _fit_rows(second.embeddings, scores.n_frames)
-    probs = custom.frame_probabilities(embeddings)
+    if custom.frame_head is None:
+        probs = custom.frame_probabilities(embeddings)
     labels = combined_labels(tagger, options)
     if includes_audioset(options):
         matrix = np.concatenate([scores.scores, probs.astype(scores.scores.dtype)], axis=1)
@@ -339,13 +369,16 @@ def detect_custom(
     model_dir: str | Path,
     tagger: Any = None,
     audioset: bool = False,
+    refine: bool = True,
     **post: Any,
 ) -> list[Any]:
     """Python API: events of the custom classes (and optionally AudioSet's) in a recording.
 
     ``post`` holds :class:`~earmark.events.PostprocessOptions` keywords (``threshold``...).
-    The custom classes use their calibrated thresholds unless ``threshold`` is given.
+    The custom classes use their calibrated thresholds unless ``threshold`` is given. Event
+    boundaries are refined on the signal as ``earmark detect`` does, unless ``refine=False``.
     """
+    from earmark.boundaries import BandEnvelope, refine_events
     from earmark.events import PostprocessOptions, scores_to_events
     from earmark.pipeline import DetectOptions, score_file
     from earmark.tagger import load_model
@@ -358,10 +391,11 @@ def detect_custom(
         audioset=audioset,
         calibrated_thresholds="threshold" not in post,
     )
-    scoring = dataclasses.replace(options.scoring, embeddings=True)
-    scores, _ = score_file(tagger, source, scoring)
+    scoring = dataclasses.replace(options.scoring, embeddings=True, features=True)
+    envelope = BandEnvelope() if refine else None
+    scores, _ = score_file(tagger, source, scoring, envelope=envelope)
     scores, labels = apply_custom_classes(tagger, scores, options, source)
-    return scores_to_events(
+    events = scores_to_events(
         scores.scores,
         scores.hop,
         labels,
@@ -370,6 +404,9 @@ def detect_custom(
         duration=scores.duration,
         ontology=tagger.ontology if post.get("labels") else None,
     )
+    if envelope is not None:
+        events = refine_events(events, envelope, None, scores.duration)
+    return events
 
 
 # ---------------------------------------------------------------------------- classification
@@ -523,6 +560,15 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             finetune_lr=args.finetune_lr,
             finetune_layers=args.finetune_layers,
             finetune_keep=args.finetune_keep,
+            frame_head=args.frame_head,
+            frame_audioset=not args.no_audioset_evidence,
+            mixtures=args.mixtures,
+            mixture_seconds=args.mixture_seconds,
+            mixture_snr=_range(args.snr, float, "--snr"),
+            mixture_events=_range(args.events, int, "--events"),
+            background_split=args.background_split,
+            others=args.others,
+            labelled=tuple(args.labelled or ()),
         )
         config.validate()
         dataset = _load_dataset(args)
@@ -544,6 +590,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return 2
     if args.json:
         head = result.metrics["head"]
+        detection = result.metrics.get("detection") or {}
         base = result.metrics.get("baseline") or {}
         print(
             json.dumps(
@@ -556,6 +603,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
                     "baseline_mean_macro_f1": base.get("mean_macro_f1"),
                     "finetuned_kept": bool((result.metrics.get("finetuned") or {}).get("kept")),
                     "detect_thresholds": result.metrics["detect_thresholds"],
+                    "detection_cross_validation": detection.get("cross_validation"),
                     "timing_seconds": result.metrics["timing_seconds"],
                     "skipped": result.metrics["skipped"],
                 },
@@ -566,6 +614,19 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print(format_report(result.metrics))
         print(f"model saved to {result.model_dir}")
     return 1 if result.metrics["skipped"] else 0
+
+
+def _range(text: str, kind: type, option: str) -> tuple:
+    """``"low:high"`` (or one value) as a pair of ``kind``; ``ValueError`` names the option."""
+    try:
+        parts = [kind(p) for p in str(text).split(":")]
+    except ValueError:
+        raise ValueError(f"{option}: expected LOW:HIGH, got {text!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or parts[0] > parts[1]:
+        raise ValueError(f"{option}: expected LOW:HIGH with LOW <= HIGH, got {text!r}")
+    return tuple(parts)
 
 
 def cmd_classify(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -676,6 +737,9 @@ def add_parser(subparsers: Any) -> None:
         "clips (mixed over --backgrounds); save head, label map, metrics, thresholds, confusion "
         "matrices, TensorBoard curves and the configuration to MODEL_DIR.",
     )
+    from earmark.training import TrainConfig
+
+    defaults = TrainConfig()
     tr.add_argument("data", help="dataset folder or CSV")
     tr.add_argument("-o", "--output", required=True, help="MODEL_DIR to create")
     tr.add_argument("--model", default=assets.DEFAULT_MODEL, help="backbone model")
@@ -685,7 +749,12 @@ def add_parser(subparsers: Any) -> None:
     tr.add_argument("--max-epochs", type=int, default=200, help="epoch limit (default 200)")
     tr.add_argument("--k-folds", type=int, default=5, help="folds when the data has none")
     tr.add_argument("--ignore-folds", action="store_true", help="stratified k-fold anyway")
-    tr.add_argument("--augment", type=int, default=0, help="augmented copies per clip")
+    tr.add_argument(
+        "--augment",
+        type=int,
+        default=None,
+        help="augmented copies per clip (default: 2 with --backgrounds, mixed over them; else 0)",
+    )
     tr.add_argument(
         "--augment-kinds",
         default="noise,gain,shift,background",
@@ -698,6 +767,64 @@ def add_parser(subparsers: Any) -> None:
         help="train on background segments as 'none of the classes' (better for detect)",
     )
     tr.add_argument("--no-baseline", action="store_true", help="skip the hand-made baseline")
+    det = tr.add_argument_group(
+        "detection in long recordings",
+        "With --backgrounds (or --labelled), train also builds seeded mixtures of the clips over "
+        "the backgrounds with exact onsets/offsets, trains a frame-level head on them, chooses "
+        "each class's detection threshold for event F1 on held-out mixtures and reports the "
+        "expected event F1, segment F1 and PSDS1; 'detect --classes' then uses that head.",
+    )
+    det.add_argument(
+        "--frame-head",
+        choices=("conv", "gru", "linear", "none"),
+        default=defaults.frame_head,
+        help=f"frame-level head (default {defaults.frame_head}; none: detect with the clip head)",
+    )
+    det.add_argument(
+        "--mixtures",
+        type=int,
+        default=defaults.mixtures,
+        help=f"training mixtures (default {defaults.mixtures})",
+    )
+    det.add_argument(
+        "--mixture-seconds",
+        type=float,
+        default=defaults.mixture_seconds,
+        help=f"length of a mixture (default {defaults.mixture_seconds:g} s)",
+    )
+    det.add_argument(
+        "--snr",
+        default=":".join(f"{v:g}" for v in defaults.mixture_snr),
+        help="SNR range of the events, dB (default %(default)s)",
+    )
+    det.add_argument(
+        "--events",
+        default=":".join(str(v) for v in defaults.mixture_events),
+        help="events per mixture, LOW:HIGH; overlaps allowed (default %(default)s)",
+    )
+    det.add_argument(
+        "--others",
+        help="folder of recordings of other sounds, mixed in as distractors (none of the classes)",
+    )
+    det.add_argument(
+        "--labelled",
+        action="append",
+        metavar="PATH",
+        help="strongly labelled recordings: a folder of audio with label files beside them "
+        "(Audacity .txt, .tsv/.csv, Raven .selections.txt, .jams) or a DCASE TSV; repeatable",
+    )
+    det.add_argument(
+        "--background-split",
+        choices=("time", "recordings"),
+        default=defaults.background_split,
+        help="keep cross-validation backgrounds apart by time parts of every recording "
+        "(default) or by whole recordings",
+    )
+    det.add_argument(
+        "--no-audioset-evidence",
+        action="store_true",
+        help="do not give the frame head the AudioSet scores",
+    )
     tr.add_argument(
         "--finetune",
         action="store_true",

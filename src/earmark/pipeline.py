@@ -376,7 +376,7 @@ def process_file(
         analysis = FileAnalysis(options.preprocess, lambda: AudioReader(path, SAMPLE_RATE))
         scoring = options.scoring
         if options.classes:  # custom classes are scored from the framewise embeddings
-            scoring = dataclasses.replace(scoring, embeddings=True)
+            scoring = dataclasses.replace(scoring, embeddings=True, features=True)
         transform = analysis.wrap if measured else None
         scores, reader = score_file(tagger, path, scoring, progress, envelope, transform)
         if measured:

@@ -67,6 +67,10 @@ class ScoringOptions:
     hop: float = FRAME_HOP
     batch_size: int = DEFAULT_WINDOW_BATCH
     embeddings: bool = False
+    """Also keep the framewise embeddings the head sees (averaged over ``pool`` frames)."""
+    features: bool = False
+    """Also keep the unpooled framewise features (last conv averaged over frequency only,
+    one per frame): what a custom frame-level head (:mod:`earmark.custom`) reads."""
     dtype: str = "float32"
     """Type of the kept scores: ``float16`` halves their memory on long files (2.4e-4 steps)."""
 
@@ -107,6 +111,8 @@ class FrameScores:
     duration: float
     embeddings: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    features: np.ndarray | None = None
+    """Unpooled framewise features ``(frames, dim)`` (``ScoringOptions.features``)."""
 
     @property
     def times(self) -> np.ndarray:
@@ -184,9 +190,11 @@ class FrameScorer:
         try:
             with torch.inference_mode():
                 if opts.method == "local":
-                    scores, emb, n = self._score_local(chunks, progress, expected_seconds)
+                    scores, emb, feats, n = self._score_local(chunks, progress, expected_seconds)
                 else:
                     scores, emb, n = self._score_windows(chunks, progress)
+                    feats = emb if opts.features else None
+                    emb = emb if opts.embeddings else None
         finally:
             self.net.set_se_context(None)
         return FrameScores(
@@ -195,6 +203,7 @@ class FrameScorer:
             duration=n / SAMPLE_RATE,
             embeddings=emb,
             meta={"scoring": opts.to_dict()},
+            features=feats,
         )
 
     # ------------------------------------------------------------------ local method
@@ -203,12 +212,13 @@ class FrameScorer:
         chunks: Iterable[np.ndarray],
         progress: ProgressCallback | None,
         expected_seconds: float | None = None,
-    ) -> tuple[np.ndarray, np.ndarray | None, int]:
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, int]:
         opts = self.options
         buf = _SampleBuffer()
         capacity = math.ceil((expected_seconds or 0.0) / FRAME_HOP) + 2
         out_scores = _Rows(self.net.classifier[-1].out_features, opts.dtype, capacity)
         out_emb = _Rows(self.net.embedding_dim, "float32", capacity if opts.embeddings else 0)
+        out_feat = _Rows(self.net.embedding_dim, "float32", capacity if opts.features else 0)
         next_frame = 0
         iterator = iter(chunks)
         while True:
@@ -221,21 +231,24 @@ class FrameScorer:
                 block = self._next_local_block(buf, next_frame)
                 if block is None:
                     break
-                scores, emb = block
+                scores, emb, feats = block
                 out_scores.append(scores)
                 if emb is not None:
                     out_emb.append(emb)
+                if feats is not None:
+                    out_feat.append(feats)
                 next_frame += len(scores)
                 if progress is not None:
                     progress(min(next_frame * FRAME_HOP, buf.total / SAMPLE_RATE))
             if buf.finished:
                 break
         embeddings = out_emb.result() if opts.embeddings else None
-        return out_scores.result(), embeddings, buf.total
+        features = out_feat.result() if opts.features else None
+        return out_scores.result(), embeddings, features, buf.total
 
     def _next_local_block(
         self, buf: _SampleBuffer, j0: int
-    ) -> tuple[np.ndarray, np.ndarray | None] | None:
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None:
         opts = self.options
         if buf.total < 2:
             return None
@@ -262,7 +275,8 @@ class FrameScorer:
         # samples needed by the next block start here
         next_mel = TIME_STRIDE * max(j1 - opts.margin_frames, 0)
         buf.drop_before(max(next_mel * HOP_LENGTH - N_FFT // 2 - 1, 0))
-        return scores, emb[0, keep].numpy() if opts.embeddings else None
+        feats = fmap.mean(dim=2)[0, :, keep].T.numpy() if opts.features else None
+        return scores, emb[0, keep].numpy() if opts.embeddings else None, feats
 
     def _logmel(self, buf: _SampleBuffer, start: int, stop: int) -> torch.Tensor:
         """Log-mel frames ``start .. stop`` computed in pieces (bounds the STFT's memory)."""
@@ -318,7 +332,7 @@ class FrameScorer:
             )
             logits, emb = self.net(batch)
             scores.append(torch.sigmoid(logits).numpy().astype(opts.dtype, copy=False))
-            if opts.embeddings:
+            if opts.embeddings or opts.features:
                 embs.append(emb.numpy())
             if progress is not None:
                 progress(min((b + len(batch)) * opts.hop, buf.total / SAMPLE_RATE))

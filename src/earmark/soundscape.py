@@ -297,6 +297,7 @@ def make_soundscape(
     threshold_db: float = ...,
     *,
     return_info: Literal[False] = ...,
+    clip_audio: dict[Path, np.ndarray] | None = ...,
 ) -> tuple[np.ndarray, list[SoundscapeEvent]]: ...
 
 
@@ -315,6 +316,7 @@ def make_soundscape(
     threshold_db: float = ...,
     *,
     return_info: Literal[True],
+    clip_audio: dict[Path, np.ndarray] | None = ...,
 ) -> tuple[np.ndarray, list[SoundscapeEvent], dict[str, Any]]: ...
 
 
@@ -332,6 +334,7 @@ def make_soundscape(
     threshold_db: float = -40.0,
     *,
     return_info: bool = False,
+    clip_audio: dict[Path, np.ndarray] | None = None,
 ) -> (
     tuple[np.ndarray, list[SoundscapeEvent]]
     | tuple[np.ndarray, list[SoundscapeEvent], dict[str, Any]]
@@ -359,6 +362,9 @@ def make_soundscape(
         threshold_db: level below a clip's loudest frame under which frames count as silence.
         return_info: also return a dict describing the mix (background start and looping,
             levels, the peak-normalisation gain, events drawn and placed).
+        clip_audio: decoded foreground recordings (mono, at ``sample_rate``) by path; a clip
+            not in it is loaded and added, so one dict shared by many calls decodes each
+            recording once.
 
     Returns:
         ``(audio, events)`` (float32 mono at ``sample_rate``, events sorted by onset), plus
@@ -389,7 +395,7 @@ def make_soundscape(
 
     count = int(rng.integers(lo, hi + 1))
     clips = _pick_clips(foregrounds, count, rng)
-    cache: dict[Path, np.ndarray] = {}
+    cache: dict[Path, np.ndarray] = {} if clip_audio is None else clip_audio
     prepared = []
     for clip in clips:
         path = Path(clip.path)

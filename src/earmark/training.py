@@ -72,8 +72,9 @@ class TrainConfig:
     k_folds: int = 5
     """Stratified folds when the dataset has none (or ``use_folds`` is off)."""
     use_folds: bool = True
-    augment: int = 0
-    """Augmented copies of every training clip (0: none)."""
+    augment: int | None = None
+    """Augmented copies of every training clip; ``None``: 2 when there are backgrounds (the
+    clips mixed over them at 0-20 dB, so that ``classify`` holds up on noisy clips), else 0."""
     augment_kinds: tuple[str, ...] = ("noise", "gain", "shift", "background")
     backgrounds: str | None = None
     """Folder of background recordings (for ``background`` augmentation and ``negatives``)."""
@@ -92,6 +93,21 @@ class TrainConfig:
     """Mixup of clip pairs in fine-tuning batches, ``Beta(a, a)`` weights (0: off)."""
     finetune_layers: int = 0
     """Top layers of the backbone that fine-tuning trains (of 17); 0: the whole backbone."""
+    frame_head: str = "conv"
+    """Frame-level detector head trained on mixtures (:mod:`earmark.custom`): ``conv``,
+    ``gru``, ``linear``, or ``none`` (detect with the clip head, as before)."""
+    frame_audioset: bool = True
+    """Give the frame head the AudioSet scores as evidence beside the backbone features."""
+    mixtures: int = 480
+    mixture_seconds: float = 20.0
+    mixture_snr: tuple[float, float] = (-5.0, 20.0)
+    mixture_events: tuple[int, int] = (0, 5)
+    background_split: str = "time"
+    others: str | None = None
+    """Folder of recordings of other sounds: distractors in the mixtures (none of the classes)."""
+    labelled: tuple[str, ...] = ()
+    """Strongly labelled recordings: folders or label files (:mod:`earmark.custom.strong_labels`).
+    """
     finetune_keep: str = "if-better"
     """Keep the fine-tuned backbone ``"if-better"`` (cross-validated accuracy at least the
     frozen head's) or ``"always"`` (e.g. when the recordings to detect in differ from the
@@ -107,7 +123,11 @@ class TrainConfig:
             raise ValueError(f"unknown augmentation(s) {sorted(bad_aug)}")
         if self.k_folds < 2:
             raise ValueError("k_folds must be at least 2")
-        if self.augment < 0 or self.max_epochs < 1 or self.hidden < 1:
+        if self.frame_head not in ("conv", "gru", "linear", "none"):
+            raise ValueError(
+                f"frame head must be conv, gru, linear or none, not {self.frame_head!r}"
+            )
+        if (self.augment or 0) < 0 or self.max_epochs < 1 or self.hidden < 1:
             raise ValueError("augment >= 0, max_epochs >= 1 and hidden >= 1 are required")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
@@ -868,11 +888,15 @@ def train(
     argv: Sequence[str] | None = None,
 ) -> TrainResult:
     """Cross-validate, fit and save a custom-class head (see the module docstring)."""
+    import dataclasses
+
     from earmark.outputs import atomic_write_text, write_json
     from earmark.pipeline import package_versions
 
     config = config or TrainConfig()
     config.validate()
+    if config.augment is None:  # mixing augmentation by default when there are backgrounds
+        config = dataclasses.replace(config, augment=2 if config.backgrounds else 0)
     say = log or (lambda _m: None)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
@@ -892,6 +916,7 @@ def train(
         say(f"cross-validation of {', '.join(config.heads)} heads on {len(data.x)} clips")
         t0 = time.perf_counter()
         cv = cross_validate(data, config, config.heads, tb, say, tag="head")
+        cv_splits = outer_splits(data.y, data.folds, config)
         head_cv_seconds = time.perf_counter() - t0
         kind, epochs = choose_final(cv["choices"])
         t0 = time.perf_counter()
@@ -944,12 +969,28 @@ def train(
             finetuned = finetune_and_save(data, tagger, config, cv, final.head, work, say)
         from earmark.calibration import calibrate_thresholds, thresholds_of
 
-        say("calibrating the detection thresholds on out-of-fold clips")
         t0 = time.perf_counter()
-        scored = finetuned.pop("calibration_scores") if finetuned else None
-        if not (finetuned and finetuned["kept"]):
-            scored = frozen_calibration_scores(data, cv, backbone, config)
-        calibration = calibrate_thresholds(scored[0], scored[1], data.classes, mixed=scored[2])
+        detection = None
+        if config.frame_head != "none" and (config.backgrounds or config.labelled):
+            from earmark.custom.detector import train_frame_detector
+
+            group_of = {i: s for s, (_n, _tr, test) in enumerate(cv_splits) for i in test}
+            clips = [
+                (f, data.classes[y], group_of[i])
+                for i, (f, y) in enumerate(zip(data.files, data.y, strict=True))
+            ]
+            detection = train_frame_detector(
+                clips, len(cv_splits), data.classes, tagger, config, work, say, progress
+            )
+            calibration = detection["calibration"]
+            if finetuned:
+                finetuned.pop("calibration_scores", None)
+        else:
+            say("calibrating the detection thresholds on out-of-fold clips")
+            scored = finetuned.pop("calibration_scores") if finetuned else None
+            if not (finetuned and finetuned["kept"]):
+                scored = frozen_calibration_scores(data, cv, backbone, config)
+            calibration = calibrate_thresholds(scored[0], scored[1], data.classes, mixed=scored[2])
         write_json(work / "thresholds.json", calibration)
         calibration_seconds = time.perf_counter() - t0
         atomic_write_text(
@@ -973,6 +1014,7 @@ def train(
             if baseline is None
             else {"kind": "mlp on hand-made features", **_public(baseline)},
             "finetuned": finetuned,
+            "detection": None if detection is None else detection["metrics"],
             "thresholds": calibration["classes"],
             "thresholds_on_mixtures": calibration["mixed"],
             "detect_thresholds": thresholds_of(calibration, data.classes),
@@ -985,7 +1027,9 @@ def train(
                 "head_cross_validation": round(head_cv_seconds, 3),
                 "final_fit": round(final_seconds, 3),
                 "baseline": None if baseline_seconds is None else round(baseline_seconds, 3),
-                "threshold_calibration": round(calibration_seconds, 3),
+                "threshold_calibration" if detection is None else "frame_detector": round(
+                    calibration_seconds, 3
+                ),
                 "total": round(total, 3),
             },
         }
@@ -1072,6 +1116,7 @@ def format_report(metrics: dict) -> str:
                 else "0.5 (calibration needs --backgrounds to mix the clips over)"
             )
         )
+    lines += format_detection(metrics.get("detection"))
     t = metrics["timing_seconds"]
     lines.append(
         f"time: {t['total']:.1f} s (embeddings {t['embeddings']:.1f} s, head CV "
@@ -1080,6 +1125,32 @@ def format_report(metrics: dict) -> str:
         + ")"
     )
     return "\n".join(lines)
+
+
+def format_detection(detection: dict | None) -> list[str]:
+    """Lines of the expected detection quality (frame-level head, held-out mixtures)."""
+    if not detection:
+        return []
+    cv = detection["cross_validation"]
+    width = max([len(c) for c in cv["per_class"]] + [7])
+    lines = [
+        f"detection in long recordings ({detection['head']} frame head, "
+        f"{detection['training_data']['mixtures']} mixtures, "
+        f"{detection['training_data']['labelled_recordings']} labelled recordings); "
+        "expected quality on held-out mixtures:",
+        f"  {'class':<{width}} {'event F1':>8} {'segment F1':>10} {'threshold':>9}",
+    ]
+    for name, m in cv["per_class"].items():
+        lines.append(
+            f"  {name:<{width}} {m['event_f1']:>8.3f} {m['segment_f1']:>10.3f}"
+            f" {detection['thresholds'][name]:>9.2f}"
+        )
+    lines.append(
+        f"  {'overall':<{width}} {cv['event_f1']:>8.3f} {cv['segment_f1']:>10.3f}"
+        f"  PSDS1 {cv['psds1']:.3f}  (event F1: 0.2 s onset collar, offsets max(0.2 s, 20 %))"
+    )
+    lines += [f"  warning: {w}" for w in detection.get("warnings", [])]
+    return lines
 
 
 def load_metrics(model_dir: str | Path) -> dict:

@@ -283,7 +283,7 @@ def refine_events(
     hop = envelope.hop_seconds
     end = duration if duration is not None else len(envelope) * hop
     refined = [_refine_one(ev, envelope, options, end) for ev in events]
-    return _join_overlaps(refined)
+    return join_overlaps(refined)
 
 
 MIN_OUTSIDE = 0.5
@@ -355,7 +355,7 @@ def _boundaries(
     return new_on, new_off
 
 
-def _join_overlaps(events: list[Event]) -> list[Event]:
+def join_overlaps(events: list[Event]) -> list[Event]:
     """Join same-label events that overlap after refinement (max peak, duration-weighted mean)."""
     out: list[Event] = []
     last: dict[str, int] = {}

@@ -291,6 +291,8 @@ def describe_custom_run(tagger: Any, options: Any) -> dict:
     calibration = custom.path / "thresholds.json"
     if not getattr(options, "calibrated_thresholds", True):
         source = "one threshold for all classes (--threshold)"
+    elif custom.frame_head is not None:
+        source = "calibrated per class for event F1 on held-out training mixtures (frame head)"
     elif calibration.is_file() and json.loads(calibration.read_text(encoding="utf-8")).get("mixed"):
         source = "calibrated per class on out-of-fold clips mixed over backgrounds"
     else:
@@ -301,6 +303,7 @@ def describe_custom_run(tagger: Any, options: Any) -> dict:
         "model_dir": str(custom.path),
         "classes": list(custom.classes),
         "finetuned_backbone": custom.backbone_state is not None,
+        "detector": "frame-level head" if custom.frame_head is not None else "clip head",
         "audioset": includes_audioset(options),
         "thresholds": {lab.name: on[lab.name] for lab in mine},
         "threshold_source": source,

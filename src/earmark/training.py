@@ -444,6 +444,28 @@ def inner_split(
     return train[fit_idx], train[val_idx]
 
 
+def detection_groups(
+    data: TrainingData, splits: Sequence[tuple[str, np.ndarray, np.ndarray]], config: TrainConfig
+) -> np.ndarray:
+    """Cross-validation group of every clip for the frame-level detector: the held-out part of
+    each outer split when there are at least 4 splits, else a stratified 5-way split (the
+    detector trains on all groups but the held-out one and its validation one)."""
+    groups = np.zeros(len(data.y), dtype=np.int64)
+    if len(splits) >= 4:
+        for s, (_name, _train, test) in enumerate(splits):
+            groups[test] = s
+        return groups
+    from sklearn.model_selection import StratifiedKFold
+
+    k = min(5, min(Counter(data.y.tolist()).values()))
+    if k < 3:
+        raise ValueError("detection training needs at least 3 clips of every class")
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=config.seed)
+    for s, (_train, test) in enumerate(splitter.split(np.zeros(len(data.y)), data.y)):
+        groups[test] = s
+    return groups
+
+
 # ---------------------------------------------------------------------------- data assembly
 @dataclass
 class TrainingData:
@@ -905,6 +927,10 @@ def train(
         if not overwrite:
             raise ValueError(f"{out}: a model is already there (use --overwrite to replace it)")
     started = time.perf_counter()
+    if config.labelled:  # bad label files are reported before hours of work, not after
+        from earmark.custom.strong_labels import load_labelled
+
+        load_labelled(config.labelled, dataset.classes)
     backbone = Backbone.from_tagger(tagger)
     data = assemble(dataset, backbone, config, say, progress)
     embed_seconds = time.perf_counter() - started
@@ -974,13 +1000,13 @@ def train(
         if config.frame_head != "none" and (config.backgrounds or config.labelled):
             from earmark.custom.detector import train_frame_detector
 
-            group_of = {i: s for s, (_n, _tr, test) in enumerate(cv_splits) for i in test}
+            groups = detection_groups(data, cv_splits, config)
             clips = [
-                (f, data.classes[y], group_of[i])
-                for i, (f, y) in enumerate(zip(data.files, data.y, strict=True))
+                (f, data.classes[y], int(g))
+                for f, y, g in zip(data.files, data.y, groups, strict=True)
             ]
             detection = train_frame_detector(
-                clips, len(cv_splits), data.classes, tagger, config, work, say, progress
+                clips, int(groups.max()) + 1, data.classes, tagger, config, work, say, progress
             )
             calibration = detection["calibration"]
             if finetuned:

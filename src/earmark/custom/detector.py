@@ -23,6 +23,7 @@ value may lie beyond it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from earmark.boundaries import BandEnvelope, RefineOptions, refine_events
+from earmark.boundaries import BandEnvelope, RefineOptions, join_overlaps, refine_events
 from earmark.custom.frame_head import (
     HEAD_KINDS,
     FitOptions,
@@ -148,18 +149,31 @@ def detect_events(
     labels: Sequence[Label],
     thresholds: dict[str, float] | float,
     refine: bool = True,
+    memo: dict | None = None,
 ) -> list[RefEvent]:
     """Events of one recording from the head's frame scores, post-processed as ``detect``
-    does (default median filter, hysteresis, gap merging, boundary refinement)."""
+    does (default median filter, hysteresis, gap merging, boundary refinement).
+
+    ``memo`` (a dict kept across calls) remembers each event's refined boundaries: a threshold
+    search meets the same score-based events many times, and refinement is the costly step.
+    """
     if isinstance(thresholds, dict):
         post = PostprocessOptions(thresholds={f"custom:{c}": t for c, t in thresholds.items()})
     else:
         post = PostprocessOptions(threshold=float(thresholds))
     events = scores_to_events(probs, 0.32, labels, post, file=data.name, duration=data.duration)
     if refine and events:
-        events = refine_events(
-            events, BandEnvelope.from_levels(data.envelope), RefineOptions(), data.duration
-        )
+        envelope = BandEnvelope.from_levels(data.envelope)
+        if memo is None:
+            events = refine_events(events, envelope, RefineOptions(), data.duration)
+        else:
+            refined = []
+            for e in events:
+                key = (data.name, e.label, e.onset, e.offset)
+                if key not in memo:
+                    memo[key] = refine_events([e], envelope, RefineOptions(), data.duration)[0]
+                refined.append(dataclasses.replace(memo[key], peak=e.peak, mean=e.mean))
+            events = join_overlaps(refined)
     return [RefEvent(data.name, e.onset, e.offset, e.label) for e in events]
 
 
@@ -174,26 +188,48 @@ def event_f1_by_class(
 def choose_thresholds(
     probs: Sequence[np.ndarray], data: Sequence[FrameData], classes: Sequence[str]
 ) -> tuple[dict[str, float], dict[str, float], list[str]]:
-    """Per class, the grid threshold with the best event F1 on these recordings (ties: the
-    middle of the best ones). Returns ``(thresholds, best F1, warnings)``."""
+    """Per class, the grid threshold with the best event F1 on these recordings. The grid is
+    searched coarse to fine: every other value, then the two neighbours of each class's best
+    (ties: the middle of the best ones). Returns ``(thresholds, best F1, warnings)``."""
     labels = custom_labels(classes)
     reference = [e for d in data for e in d.events]
-    table = np.zeros((len(THRESHOLD_GRID), len(classes)))
-    for k, t in enumerate(THRESHOLD_GRID):
+    grid = np.array(THRESHOLD_GRID)
+    table = np.full((len(grid), len(classes)), np.nan)
+    memo: dict = {}
+
+    def run(per_class: dict[str, float]) -> dict[str, float]:
         found = [
-            e for p, d in zip(probs, data, strict=True) for e in detect_events(p, d, labels, t)
+            e
+            for p, d in zip(probs, data, strict=True)
+            for e in detect_events(p, d, labels, per_class, memo=memo)
         ]
         f1 = event_f1_by_class(reference, found, classes)
-        table[k] = [0.0 if np.isnan(f1[c]) else f1[c] for c in classes]
+        return {c: 0.0 if np.isnan(f1[c]) else f1[c] for c in classes}
+
+    for k in range(0, len(grid), 2):
+        f1 = run(dict.fromkeys(classes, float(grid[k])))
+        table[k] = [f1[c] for c in classes]
+    for step in (-1, 1):
+        wanted: dict[str, int] = {}
+        for j, c in enumerate(classes):
+            k = int(np.nanargmax(table[:, j])) + step
+            if 0 <= k < len(grid) and np.isnan(table[k, j]):
+                wanted[c] = k
+        if wanted:
+            best_k = {c: int(np.nanargmax(table[:, j])) for j, c in enumerate(classes)}
+            f1 = run({c: float(grid[wanted.get(c, best_k[c])]) for c in classes})
+            for c, k in wanted.items():
+                table[k, classes.index(c)] = f1[c]
     chosen, best, warnings = {}, {}, []
     for j, c in enumerate(classes):
-        top = np.flatnonzero(table[:, j] >= table[:, j].max() - 1e-9)
+        column = np.nan_to_num(table[:, j], nan=-1.0)
+        top = np.flatnonzero(column >= column.max() - 1e-9)
         k = int(top[len(top) // 2])
-        chosen[c], best[c] = THRESHOLD_GRID[k], float(table[k, j])
-        if k in (0, len(THRESHOLD_GRID) - 1) and table[:, j].max() > 0:
+        chosen[c], best[c] = float(grid[k]), float(column[k])
+        if k in (0, len(grid) - 1) and column.max() > 0:
             warnings.append(
                 f"class {c!r}: the best detection threshold is at the edge of the grid "
-                f"({THRESHOLD_GRID[k]}); the best value may lie beyond it"
+                f"({grid[k]:g}); the best value may lie beyond it"
             )
     return chosen, best, warnings
 
@@ -389,11 +425,7 @@ def training_recordings(
     from earmark.audio import AudioError
     from earmark.audio import load as load_audio
     from earmark.custom.mixtures import LabelledEvent, build_mixtures
-    from earmark.custom.strong_labels import (
-        canonical_label,
-        check_recordings,
-        find_labelled_recordings,
-    )
+    from earmark.custom.strong_labels import canonical_label, load_labelled
 
     say = log or (lambda _m: None)
     bg_audio = []
@@ -418,31 +450,18 @@ def training_recordings(
             others,
         )
         description["labelled_recordings"] = 0
-    found = [rec for source in labelled for rec in find_labelled_recordings(source)]
+    found = load_labelled(labelled, classes) if labelled else []
     if found:
-        audios, durations = {}, {}
-        for rec in found:
-            try:
-                audios[rec.audio] = load_audio(rec.audio, 32000)
-            except AudioError as exc:
-                from earmark.custom.strong_labels import StrongLabelError
-
-                raise StrongLabelError(
-                    f"{rec.label_file}: its audio cannot be read ({exc})"
-                ) from None
-            durations[rec.audio] = len(audios[rec.audio]) / 32000
-        check_recordings(found, classes, durations)
-        for i, rec in enumerate(found):
+        for i, (rec, audio) in enumerate(found):
+            duration = len(audio) / 32000
             recordings.append(
                 TrainingRecording(
                     name=f"labelled-{i:04d}-{rec.audio.stem}",
                     group=i % n_groups,
-                    audio=audios[rec.audio],
+                    audio=audio,
                     events=[
                         LabelledEvent(
-                            e.onset,
-                            min(e.offset, durations[rec.audio]),
-                            canonical_label(e.label, classes),
+                            e.onset, min(e.offset, duration), canonical_label(e.label, classes)
                         )
                         for e in rec.events
                     ],
@@ -451,7 +470,7 @@ def training_recordings(
                 )
             )
         description["labelled_recordings"] = len(found)
-        description["labelled_events"] = sum(len(r.events) for r in found)
+        description["labelled_events"] = sum(len(r.events) for r, _ in found)
     if not recordings:
         raise ValueError("the frame-level detector needs --backgrounds or --labelled recordings")
     return recordings, description

@@ -200,7 +200,10 @@ def build_mixtures(
                     audio=audio,
                     events=targets,
                     background=bg_name,
-                    meta={"distractors": sum(e.label == OTHER_LABEL for e in events)},
+                    meta={
+                        "distractors": sum(e.label == OTHER_LABEL for e in events),
+                        "sources": [e.source for e in events],
+                    },
                 )
             )
     description = {

@@ -213,6 +213,34 @@ def check_recordings(
         )
 
 
+def load_labelled(
+    sources: Sequence[str | Path], classes: Sequence[str]
+) -> list[tuple[LabelledRecording, object]]:
+    """Find, decode (32 kHz mono) and check every labelled recording of ``sources``.
+
+    Raises:
+        StrongLabelError: every problem found, at once (see :func:`check_recordings`).
+    """
+    from earmark.audio import AudioError
+    from earmark.audio import load as load_audio
+
+    found = [rec for source in sources for rec in find_labelled_recordings(source)]
+    audios, durations, problems = {}, {}, []
+    for rec in found:
+        if rec.audio in audios:
+            continue
+        try:
+            audios[rec.audio] = load_audio(rec.audio, 32000)
+        except AudioError as exc:
+            problems.append(f"{rec.label_file}: its audio cannot be read ({exc})")
+            continue
+        durations[rec.audio] = len(audios[rec.audio]) / 32000
+    if problems:
+        raise StrongLabelError("\n".join(problems))
+    check_recordings(found, classes, durations)
+    return [(rec, audios[rec.audio]) for rec in found]
+
+
 def canonical_label(label: str, classes: Sequence[str]) -> str:
     """The training class a label names (case-insensitive)."""
     return {c.lower(): c for c in classes}[label.lower()]

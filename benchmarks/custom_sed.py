@@ -1,0 +1,381 @@
+"""Custom classes found in long noisy recordings: frame-level detector against the clip head.
+
+Six ESC-10 classes are the user's classes (Dog bark, Baby cry, Person sneeze, Rooster, Chainsaw,
+Helicopter). Everything is split three ways, by clip *and* by background recording:
+
+* **train**: folds 1-3 (144 clips), seven background recordings (wind, light rain, traffic,
+  keyboard, washing machine, subway station, crows); fold 1-3 clips of two other ESC-10 classes
+  (Rain, Fire crackling) are the user's "other sounds" (``--others``);
+* **dev**: 16 soundscapes of 30 s from fold-4 clips over three other backgrounds (cafe, heavy
+  rain, river): design choices (head kind, AudioSet evidence) are made here;
+* **test**: 24 soundscapes of 30 s from fold-5 clips over five other backgrounds (office, busy
+  street, rain on window, clock, waves); 3-6 events each at -5 to 15 dB SNR, overlaps allowed.
+
+Systems, each run through the same detection path (``detect --classes``: scoring,
+post-processing, boundary refinement) on the same soundscapes:
+
+* ``audioset-mapping``: the AudioSet model with no training, its classes mapped onto the six
+  (``esc10`` label map, a class's score is the maximum of its AudioSet classes), threshold 0.15;
+* ``clip-head``: the design before this change (``train --negatives --backgrounds
+  --frame-head none``: clip head on pooled embeddings, thresholds calibrated on clips);
+* ``frame-head``: ``train --negatives --backgrounds --others`` with the defaults (frame-level
+  head on mixtures, event-F1 thresholds), and variants of it on dev.
+
+Reported: event F1 (onset collar 0.2 s, offset collar max(0.2 s, 20 %)), segment F1 (1 s),
+PSDS1, false events per hour on recordings holding none of the six classes (the test
+backgrounds in full, an alarm, an ambulance siren, music, speech, and soundscapes of the four
+other ESC-10 classes' fold-5 clips), clip accuracy on fold-5 clips clean and mixed over test
+backgrounds at 0-10 dB, and the training time. Writes ``benchmarks/results/custom_sed.json``.
+
+    python -m benchmarks.custom_sed [--variants]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import SHARED, save_result
+
+CLASSES = ("Dog bark", "Baby cry", "Person sneeze", "Rooster", "Chainsaw", "Helicopter")
+OTHERS = ("Rain", "Fire crackling")
+UNSEEN_OTHERS = ("Sea waves", "Clock tick", "Rain", "Fire crackling")
+AUDIOSET_MAP = {
+    "Dog bark": "dog",
+    "Baby cry": "crying_baby",
+    "Person sneeze": "sneezing",
+    "Rooster": "rooster",
+    "Chainsaw": "chainsaw",
+    "Helicopter": "helicopter",
+}
+TRAIN_BACKGROUNDS = (
+    "nature/wind.mp3",
+    "rain/light-rain.mp3",
+    "urban/traffic.mp3",
+    "things/keyboard.mp3",
+    "things/washing-machine.mp3",
+    "places/subway-station.mp3",
+    "animals/crows.mp3",
+)
+DEV_BACKGROUNDS = ("places/cafe.mp3", "rain/heavy-rain.mp3", "nature/river.mp3")
+TEST_BACKGROUNDS = (
+    "places/office.mp3",
+    "urban/busy-street.mp3",
+    "rain/rain-on-window.mp3",
+    "things/clock.mp3",
+    "nature/waves.mp3",
+)
+OPEN_SET_EXTRA = ("alarm.mp3", "urban/ambulance-siren.mp3")
+SOUNDSCAPE_SECONDS = 30.0
+
+
+def soundscapes(clips, backgrounds, n, seed, snr=(-5.0, 15.0), events=(3, 6)):
+    """``n`` seeded soundscapes: ``(name, audio, events)``."""
+    from earmark.audio import load
+    from earmark.soundscape import ForegroundClip, make_soundscape
+
+    sounds = SHARED / "audio" / "backgrounds" / "sounds"
+    bgs = [load(sounds / b, 32000) for b in backgrounds]
+    fg = [ForegroundClip(Path(p), label) for p, label in clips]
+    cache: dict = {}
+    out = []
+    for k in range(n):
+        audio, evs = make_soundscape(
+            bgs[k % len(bgs)],
+            fg,
+            SOUNDSCAPE_SECONDS,
+            events,
+            snr,
+            np.random.default_rng([seed, k]),
+            allow_overlap=True,
+            min_gap=0.5,
+            clip_audio=cache,
+        )
+        out.append((f"{seed}-{k:03d}", audio, evs))
+    return out
+
+
+def open_set_recordings(esc_clips):
+    """Recordings holding none of the six classes: ``(name, audio)``."""
+    from earmark.audio import load
+
+    sounds = SHARED / "audio" / "backgrounds" / "sounds"
+    recs = [(b, load(sounds / b, 32000)) for b in TEST_BACKGROUNDS + OPEN_SET_EXTRA]
+    recs += [(p.name, load(p, 32000)) for p in sorted((SHARED / "audio" / "music").rglob("*.wav"))]
+    speech = [load(p, 32000) for p in sorted((SHARED / "audio" / "speech").rglob("*.wav"))]
+    recs.append(("speech prompts", np.concatenate(speech)))
+    other = [(p, label) for p, label, fold in esc_clips if label in UNSEEN_OTHERS and fold == 5]
+    for name, audio, _ in soundscapes(other, TEST_BACKGROUNDS, 8, 77):
+        recs.append((f"other ESC-10 sounds {name}", audio))
+    return recs
+
+
+@dataclasses.dataclass
+class Scored:
+    name: str
+    duration: float
+    scores: object  # FrameScores with embeddings and features
+    envelope: object
+
+
+def score_all(tagger, recordings):
+    from earmark.boundaries import BandEnvelope
+    from earmark.scoring import ScoringOptions
+
+    scorer = tagger.scorer(ScoringOptions(embeddings=True, features=True))
+    out = []
+    for name, audio in recordings:
+        out.append(Scored(name, len(audio) / 32000, scorer.score(audio), BandEnvelope.of(audio)))
+    return out
+
+
+def detect_custom_scored(tagger, model_dir, item):
+    """Events of one scored recording through detect's own functions (process_file's path)."""
+    from earmark.boundaries import RefineOptions, refine_events
+    from earmark.custom_classes import apply_custom_classes, custom_selection
+    from earmark.evaluation import RefEvent
+    from earmark.events import scores_to_events
+    from earmark.pipeline import DetectOptions
+
+    options = DetectOptions(classes=str(model_dir))
+    scores, labels = apply_custom_classes(tagger, item.scores, options, None)
+    post = custom_selection(options, labels)
+    events = scores_to_events(
+        scores.scores, scores.hop, labels, post, file=item.name, duration=item.duration
+    )
+    events = refine_events(events, item.envelope, RefineOptions(), item.duration)
+    return [RefEvent(item.name, e.onset, e.offset, e.label) for e in events], scores.scores
+
+
+def detect_audioset_mapping(tagger, item):
+    from earmark.boundaries import RefineOptions, refine_events
+    from earmark.evaluation import RefEvent, load_label_map
+    from earmark.events import PostprocessOptions, scores_to_events
+    from earmark.labels import Label
+
+    label_map = load_label_map("esc10")
+    names = [lab.name for lab in tagger.labels]
+    columns = [[names.index(a) for a in label_map[AUDIOSET_MAP[c]]] for c in CLASSES]
+    matrix = np.stack([item.scores.scores[:, cols].max(axis=1) for cols in columns], axis=1)
+    labels = [Label(i, f"custom:{c}", c) for i, c in enumerate(CLASSES)]
+    events = scores_to_events(
+        matrix.astype(np.float32),
+        item.scores.hop,
+        labels,
+        PostprocessOptions(),
+        file=item.name,
+        duration=item.duration,
+    )
+    events = refine_events(events, item.envelope, RefineOptions(), item.duration)
+    return [RefEvent(item.name, e.onset, e.offset, e.label) for e in events], matrix
+
+
+def evaluate(found, matrices, items, references):
+    from earmark.evaluate import PSDS1, FileScores, psds
+    from earmark.evaluation import event_based_metrics, segment_based_metrics
+
+    ev = event_based_metrics(references, found, 0.2, 0.2, labels=list(CLASSES))
+    seg = segment_based_metrics(
+        references, found, 1.0, durations={i.name: i.duration for i in items}, labels=list(CLASSES)
+    )
+    scores = {
+        i.name: FileScores(m.astype(np.float64), 0.32, list(CLASSES), i.duration)
+        for i, m in zip(items, matrices, strict=True)
+    }
+    return {
+        "event_f1": round(ev["overall"]["f1"], 4),
+        "event_precision": round(ev["overall"]["precision"], 4),
+        "event_recall": round(ev["overall"]["recall"], 4),
+        "event_f1_macro": round(ev["macro"]["f1"], 4),
+        "segment_f1": round(seg["overall"]["f1"], 4),
+        "psds1": round(float(psds(references, scores, PSDS1)["psds"]), 4),
+        "detections": len(found),
+        "references": len(references),
+        "per_class_event_f1": {c: round(ev["class_wise"][c]["f1"], 4) for c in CLASSES},
+    }
+
+
+def run_system(detect, items, references):
+    found, matrices = [], []
+    for item in items:
+        events, matrix = detect(item)
+        found += events
+        matrices.append(matrix)
+    return evaluate(found, matrices, items, references)
+
+
+def false_per_hour(detect, items):
+    n = sum(len(detect(item)[0]) for item in items)
+    hours = sum(i.duration for i in items) / 3600
+    return {"events": n, "hours": round(hours, 3), "per_hour": round(n / hours, 1)}
+
+
+def clip_accuracy(custom, tagger, clips, seed=5):
+    """Accuracy of ``classify`` on clips, clean and mixed over test backgrounds at 0-10 dB."""
+    from earmark.audio import load
+    from earmark.embeddings import Backbone
+
+    backbone = custom.backbone(tagger) if custom.backbone_state else Backbone.from_tagger(tagger)
+    sounds = SHARED / "audio" / "backgrounds" / "sounds"
+    bgs = [load(sounds / b, 32000) for b in TEST_BACKGROUNDS]
+    rng = np.random.default_rng(seed)
+    clean, noisy = [], []
+    for path, _label in clips:
+        x = load(path, 32000)
+        bg = bgs[int(rng.integers(len(bgs)))]
+        start = int(rng.integers(0, len(bg) - len(x)))
+        seg = bg[start : start + len(x)]
+        level = np.sqrt(np.mean(x**2)) / max(np.sqrt(np.mean(seg**2)), 1e-6)
+        mixed = x + seg * level * 10 ** (-rng.uniform(0, 10) / 20)
+        clean.append(backbone.clip_embedding(x))
+        noisy.append(backbone.clip_embedding(mixed.astype(np.float32)))
+    truth = np.array([custom.classes.index(label) for _, label in clips])
+    return {
+        "clean": round(float((custom.probabilities(np.stack(clean)).argmax(1) == truth).mean()), 4),
+        "noisy_0_10dB": round(
+            float((custom.probabilities(np.stack(noisy)).argmax(1) == truth).mean()), 4
+        ),
+    }
+
+
+def train_model(subset, out, tagger, **options):
+    from earmark.training import TrainConfig, train
+
+    config = TrainConfig(baseline=False, **options)
+    started = time.perf_counter()
+    result = train(subset, out, tagger, config, log=print)
+    return result, time.perf_counter() - started
+
+
+def main() -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", action="store_true", help="also compare head designs on dev")
+    args = parser.parse_args()
+    from earmark.custom_classes import cached_custom_classes
+    from earmark.datasets import load_dataset
+    from earmark.evaluation import RefEvent
+    from earmark.tagger import load_model
+
+    load = os.getloadavg()
+    esc = load_dataset(SHARED / "audio" / "esc10" / "esc10_meta.csv")
+    esc_clips = [(c.path, c.label, c.fold) for c in esc.clips]
+    sounds = SHARED / "audio" / "backgrounds" / "sounds"
+    tagger = load_model(threads=2)
+    results: dict = {"load_average_at_start": [round(v, 2) for v in load]}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        os.environ["EARMARK_EMBEDDING_CACHE"] = str(tmp / "cache")  # cold: training time is real
+        for name, share in (("bg", TRAIN_BACKGROUNDS), ("others", ())):
+            (tmp / name).mkdir()
+            for b in share:
+                (tmp / name / Path(b).name).symlink_to(sounds / b)
+        for p, label, fold in esc_clips:
+            if label in OTHERS and fold <= 3:
+                (tmp / "others" / Path(p).name).symlink_to(p)
+        keep = [i for i, c in enumerate(esc.clips) if c.label in CLASSES and c.fold <= 3]
+        subset = esc.subset(keep)
+        print(f"training on {len(keep)} clips")
+        common = {"negatives": True, "backgrounds": str(tmp / "bg")}
+        frame, frame_seconds = train_model(
+            subset, tmp / "frame", tagger, others=str(tmp / "others"), **common
+        )
+        clip, clip_seconds = train_model(
+            subset, tmp / "clip", tagger, frame_head="none", augment=0, **common
+        )
+        variants = {}
+        if args.variants:
+            for kind, evidence in (("gru", True), ("linear", True), ("conv", False)):
+                name = f"{kind}{'' if evidence else '-no-audioset'}"
+                variants[name] = train_model(
+                    subset,
+                    tmp / name,
+                    tagger,
+                    others=str(tmp / "others"),
+                    frame_head=kind,
+                    frame_audioset=evidence,
+                    **common,
+                )[0].model_dir
+        sets = {}
+        for split, fold, bgs, n, seed in (
+            ("dev", 4, DEV_BACKGROUNDS, 16, 4),
+            ("test", 5, TEST_BACKGROUNDS, 24, 5),
+        ):
+            clips = [(p, label) for p, label, f in esc_clips if label in CLASSES and f == fold]
+            scapes = soundscapes(clips, bgs, n, seed)
+            refs = [
+                RefEvent(name, e.onset, e.offset, e.label) for name, _, evs in scapes for e in evs
+            ]
+            sets[split] = (score_all(tagger, [(name, audio) for name, audio, _ in scapes]), refs)
+        open_set = score_all(tagger, open_set_recordings(esc_clips))
+        systems = {
+            "audioset-mapping": lambda item: detect_audioset_mapping(tagger, item),
+            "clip-head (before)": lambda item: detect_custom_scored(tagger, clip.model_dir, item),
+            "frame-head (new default)": lambda item: detect_custom_scored(
+                tagger, frame.model_dir, item
+            ),
+        }
+        for name, model_dir in variants.items():
+            systems[f"frame-head {name}"] = lambda item, d=model_dir: detect_custom_scored(
+                tagger, d, item
+            )
+        for system, detect in systems.items():
+            row = {}
+            for split, (items, refs) in sets.items():
+                row[split] = run_system(detect, items, refs)
+            row["false_events_open_set"] = false_per_hour(detect, open_set)
+            results.setdefault("systems", {})[system] = row
+            print(
+                system,
+                {
+                    k: (v.get("event_f1"), v.get("segment_f1"))
+                    for k, v in row.items()
+                    if isinstance(v, dict) and "event_f1" in v
+                },
+                row["false_events_open_set"],
+            )
+        fold5 = [(p, label) for p, label, f in esc_clips if label in CLASSES and f == 5]
+        results["clip_accuracy_fold5"] = {
+            "clip-head (before, no mixing augmentation)": clip_accuracy(
+                cached_custom_classes(clip.model_dir), tagger, fold5
+            ),
+            "new default (mixing augmentation)": clip_accuracy(
+                cached_custom_classes(frame.model_dir), tagger, fold5
+            ),
+        }
+        results["training_seconds"] = {
+            "frame-head (new default, cold cache)": round(frame_seconds, 1),
+            "clip-head (before)": round(clip_seconds, 1),
+            "breakdown_new": frame.metrics["timing_seconds"],
+            "detector_breakdown": frame.metrics["detection"]["timing_seconds"],
+        }
+        results["cross_validated_expectation"] = frame.metrics["detection"]["cross_validation"]
+        results["thresholds"] = frame.metrics["detection"]["thresholds"]
+        results["warnings"] = frame.metrics["detection"]["warnings"]
+    results["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    results["setup"] = {
+        "classes": CLASSES,
+        "train": "ESC-10 folds 1-3 of the six classes; backgrounds "
+        + ", ".join(TRAIN_BACKGROUNDS)
+        + "; others: folds 1-3 of "
+        + ", ".join(OTHERS),
+        "dev": "16 x 30 s, fold-4 clips over " + ", ".join(DEV_BACKGROUNDS),
+        "test": "24 x 30 s, fold-5 clips over "
+        + ", ".join(TEST_BACKGROUNDS)
+        + "; 3-6 events each, -5..15 dB SNR, overlaps allowed",
+        "open_set": "test backgrounds in full, alarm, ambulance siren, 5 music tracks, speech "
+        "prompts, 8 x 30 s of fold-5 " + ", ".join(UNSEEN_OTHERS) + " over test backgrounds",
+        "metrics": "event F1: onset collar 0.2 s, offset collar max(0.2 s, 20 %); segment F1: 1 s;"
+        " PSDS1 on frame scores; all with detect's post-processing and boundary refinement",
+    }
+    save_result("custom_sed", results)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -68,7 +68,9 @@ def main() -> dict:
         tagger = load_model(threads=2)
         esc10 = load_dataset(SHARED / "audio" / "esc10" / "esc10_meta.csv")
         subset = esc10.subset([i for i, c in enumerate(esc10.clips) if c.fold != 5])
-        config = TrainConfig(baseline=False, negatives=True, backgrounds=str(negatives))
+        config = TrainConfig(
+            baseline=False, negatives=True, backgrounds=str(negatives), frame_head="none", augment=0
+        )
         model_dir = train(subset, Path(tmp) / "model", tagger, config, log=print).model_dir
         custom = load_custom_classes(model_dir)
         calibration = custom.thresholds

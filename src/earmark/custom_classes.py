@@ -52,6 +52,8 @@ class CustomClasses:
     or ``None`` for a model trained without mixtures (detection then uses the clip head)."""
     frame_audioset: bool = False
     """Whether the frame head reads the AudioSet scores beside the backbone features."""
+    gates: dict[int, tuple] = field(default_factory=dict)
+    """AudioSet evidence gates of the frame head: class column -> (AudioSet columns, floor)."""
     thresholds: dict[str, float] = field(default_factory=dict)
     """Detection threshold per class: calibrated on mixtures (``thresholds.json``) or
     :data:`earmark.calibration.UNCALIBRATED_THRESHOLD`."""
@@ -188,7 +190,7 @@ def load_custom_classes(model_dir: str | Path) -> CustomClasses:
             raise CustomModelError(f"{path}: thresholds.json names unknown classes {unknown}")
     thresholds = thresholds_of(calibration, classes)
     backbone_state = path / "backbone.pt"
-    frame_head, frame_audioset = None, False
+    frame_head, frame_audioset, gates = None, False, {}
     if (path / "frame_head.pt").is_file():
         from earmark.custom.frame_head import load_frame_head
 
@@ -197,6 +199,13 @@ def load_custom_classes(model_dir: str | Path) -> CustomClasses:
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise CustomModelError(f"{path}: damaged frame_head.pt ({exc})") from None
         frame_audioset = bool(extra.get("audioset_input"))
+        gates = {
+            k: (list(cols), float(floor))
+            for k, (cols, floor) in enumerate(
+                zip(extra.get("gate_columns", []), extra.get("gate_floors", []), strict=True)
+            )
+            if cols
+        }
         if frame_head.n_classes != len(classes):
             raise CustomModelError(
                 f"{path}: frame_head.pt has {frame_head.n_classes} outputs, "
@@ -205,6 +214,7 @@ def load_custom_classes(model_dir: str | Path) -> CustomClasses:
     return CustomClasses(
         frame_head=frame_head,
         frame_audioset=frame_audioset,
+        gates=gates,
         path=path,
         classes=classes,
         head=head,
@@ -328,10 +338,10 @@ def apply_custom_classes(
         custom.check_backbone(tagger)
         if scores.features is None:
             raise CustomModelError("custom classes need framewise features from the scorer")
-        from earmark.custom.frame_head import head_input
+        from earmark.custom.frame_head import apply_gates, head_input
 
         rows = head_input(scores.features, scores.scores if custom.frame_audioset else None)
-        probs = custom.frame_head.probabilities(rows)
+        probs = apply_gates(custom.frame_head.probabilities(rows), scores.scores, custom.gates)
     elif custom.backbone_state is None:
         custom.check_backbone(tagger)
         embeddings = scores.embeddings
@@ -447,8 +457,11 @@ def classify(
 ) -> list[ClipResult]:
     """Class probabilities (independent sigmoid outputs) of every file, in order.
 
-    A file that cannot be decoded gets ``error`` set and no probabilities; the others are
-    still classified.
+    With a frame-level head (a model trained with backgrounds), a clip's probability is the
+    mean of the clip head's and of the frame head's highest frame score: the frame head was
+    trained on clips mixed over backgrounds, which keeps noisy clips classified (measured in
+    ``benchmarks/custom_sed.py``). A file that cannot be decoded gets ``error`` set and no
+    probabilities; the others are still classified.
     """
     from earmark.embeddings import embed_files
     from earmark.tagger import load_model
@@ -459,12 +472,34 @@ def classify(
     clips, _, errors = embed_files(files, backbone, progress=progress)
     ok = [i for i, c in enumerate(clips) if c is not None]
     probs = custom.probabilities(np.stack([clips[i] for i in ok])) if ok else np.zeros((0, 0))
+    if custom.frame_head is not None and ok:  # trained on noisy mixtures: robust to noise
+        probs = (probs + _frame_clip_probabilities(custom, tagger, [files[i] for i in ok])) / 2
     results = [ClipResult(str(f), error=e) for f, e in zip(files, errors, strict=True)]
     for row, i in enumerate(ok):
         results[i].probabilities = {
             c: float(p) for c, p in zip(custom.classes, probs[row], strict=True)
         }
     return results
+
+
+def _frame_clip_probabilities(custom: CustomClasses, tagger: Any, files: Sequence) -> np.ndarray:
+    """Clip probabilities from the frame head: each class's highest frame score."""
+    from earmark.audio import SAMPLE_RATE
+    from earmark.audio import load as load_audio
+    from earmark.custom.frame_head import apply_gates, head_input
+    from earmark.scoring import ScoringOptions
+
+    scorer = tagger.scorer(ScoringOptions(features=True))
+    rows = []
+    for file in files:
+        audio = load_audio(file, SAMPLE_RATE)
+        if len(audio) < SAMPLE_RATE:  # as the clip embedding: short clips are repeated
+            audio = np.resize(audio, SAMPLE_RATE)
+        scores = scorer.score(audio)
+        x = head_input(scores.features, scores.scores if custom.frame_audioset else None)
+        frames = apply_gates(custom.frame_head.probabilities(x), scores.scores, custom.gates)
+        rows.append(frames.max(axis=0))
+    return np.stack(rows)
 
 
 # ---------------------------------------------------------------------------- command line

@@ -61,6 +61,9 @@ class DetectorConfig:
     head: str = "conv"
     audioset_input: bool = True
     """Feed the AudioSet frame scores to the head beside the backbone features."""
+    audioset_gates: bool = True
+    """Silence a class where the AudioSet model supports it less than it ever did in training,
+    for the classes where that costs no event F1 on held-out mixtures (:func:`choose_gates`)."""
     fit: FitOptions = field(default_factory=FitOptions)
     mixtures: MixtureConfig = field(default_factory=MixtureConfig)
 
@@ -234,6 +237,95 @@ def choose_thresholds(
     return chosen, best, warnings
 
 
+GATE_CANDIDATES = 8
+"""AudioSet classes considered as a custom class's support."""
+GATE_SUPPORT = 3
+"""Of which the best-separating ones form the support."""
+GATE_QUANTILES = (0.5, 1.0, 2.0, 5.0, 10.0)
+"""Floors tried: these percentiles of the support over the class's target frames."""
+GATE_TOLERANCE = 0.01
+"""Event F1 a gate may cost on held-out mixtures."""
+
+
+def choose_gates(
+    probs: Sequence[np.ndarray],
+    data: Sequence[FrameData],
+    classes: Sequence[str],
+    thresholds: dict[str, float],
+) -> tuple[dict[str, tuple[list[int], float]], dict[str, dict]]:
+    """AudioSet evidence gates, chosen on out-of-fold predictions.
+
+    A sound the user never trained on (music, a siren, waves) can look like one of their
+    classes to the head, but the AudioSet model usually knows it for what it is. For every
+    class, the AudioSet classes that separate its target frames from all other frames best
+    (largest mean difference of scores) are its *support*; a frame is kept only where the
+    support's maximum reaches a floor. The floor is the highest of a few low percentiles of
+    the support over the class's own target frames that costs at most
+    :data:`GATE_TOLERANCE` event F1 on the held-out mixtures; a class whose sound AudioSet
+    does not know (no floor passes) gets no gate.
+    """
+    from earmark.custom.frame_head import apply_gates
+
+    labels = custom_labels(classes)
+    reference = [e for d in data for e in d.events]
+    audioset = np.concatenate([d.audioset for d in data])
+    targets = np.concatenate([d.targets for d in data])
+
+    def f1_with(gates: dict[int, tuple]) -> dict[str, float]:
+        found = [
+            e
+            for p, d in zip(probs, data, strict=True)
+            for e in detect_events(apply_gates(p, d.audioset, gates), d, labels, thresholds)
+        ]
+        return event_f1_by_class(reference, found, classes)
+
+    base = f1_with({})
+    candidates: dict[int, list[tuple[list[int], float]]] = {}
+    for k in range(len(classes)):
+        pos, neg = targets[:, k] >= 0.9, targets[:, k] == 0
+        if pos.sum() < 10 or neg.sum() < 10:
+            continue
+        gap = audioset[pos].mean(axis=0) - audioset[neg].mean(axis=0)
+        top = np.argsort(-gap)[:GATE_CANDIDATES]
+        top = [int(j) for j in top if gap[j] > 0.02][:GATE_SUPPORT]
+        if not top:
+            continue
+        support = audioset[pos][:, top].max(axis=1)
+        floors = sorted({float(np.percentile(support, q)) for q in GATE_QUANTILES}, reverse=True)
+        candidates[k] = [(top, f) for f in floors if f > 1e-4]
+    chosen: dict[int, tuple[list[int], float]] = {}
+    report: dict[str, dict] = {}
+    depth = max((len(v) for v in candidates.values()), default=0)
+    pending = {k: list(v) for k, v in candidates.items()}
+    for _ in range(depth):  # all classes at once, highest floor first
+        trial = {k: v[0] for k, v in pending.items() if v}
+        if not trial:
+            break
+        f1 = f1_with(trial)
+        for k, gate in trial.items():
+            c = classes[k]
+            if f1[c] >= base[c] - GATE_TOLERANCE or np.isnan(base[c]):
+                chosen[k] = gate
+                report[c] = {
+                    "audioset_columns": gate[0],
+                    "floor": round(gate[1], 5),
+                    "event_f1": round(f1[c], 4),
+                    "event_f1_without": round(base[c], 4),
+                }
+                pending[k] = []
+            else:
+                pending[k] = pending[k][1:]
+    for c in classes:
+        if c in report:
+            report[c]["decision"] = (
+                f"gated (AudioSet classes {report[c]['audioset_columns']} below "
+                f"{report[c]['floor']:.4f} silence it)"
+            )
+        else:
+            report[c] = {"decision": "not gated (AudioSet does not support it reliably)"}
+    return {classes[k]: g for k, g in chosen.items()}, report
+
+
 def quality(
     probs: Sequence[np.ndarray],
     data: Sequence[FrameData],
@@ -303,6 +395,9 @@ class DetectorResult:
     thresholds: dict[str, float]
     metrics: dict
     warnings: list[str]
+    gates: dict[str, tuple[list[int], float]] = field(default_factory=dict)
+    """Per class: AudioSet columns whose scores support it, and the floor under which its
+    frames are silenced (:func:`choose_gates`)."""
 
 
 def train_detector(
@@ -366,6 +461,13 @@ def train_detector(
     thresholds, best_f1, warnings = choose_thresholds(
         [oof_probs[d.name] for d in ordered], ordered, classes
     )
+    gates, gate_report = {}, {}
+    if config.audioset_gates:
+        gates, gate_report = choose_gates(
+            [oof_probs[d.name] for d in ordered], ordered, classes, thresholds
+        )
+        for c, g in gate_report.items():
+            say(f"  AudioSet evidence for {c!r}: {g['decision']}")
     for w in warnings:
         say(f"warning: {w}")
     final_epochs = max(1, int(np.median(epochs)))
@@ -388,12 +490,13 @@ def train_detector(
         f"max({EVENT_COLLAR} s, {int(OFFSET_SHARE * 100)} %)) on out-of-fold mixtures, grid "
         f"{THRESHOLD_GRID[0]}-{THRESHOLD_GRID[-1]}",
         "warnings": warnings,
+        "audioset_gates": gate_report,
         "recordings": len(ordered),
         "frames": int(sum(len(d.features) for d in ordered)),
         "config": asdict(config),
         "seconds": round(time.perf_counter() - started, 3),
     }
-    return DetectorResult(final.head, thresholds, metrics, warnings)
+    return DetectorResult(final.head, thresholds, metrics, warnings, gates)
 
 
 def _summary(q: dict) -> dict:
@@ -531,7 +634,13 @@ def train_frame_detector(
     save_frame_head(
         work / "frame_head.pt",
         result.head,
-        {"audioset_input": config.audioset_input, "hop": 0.32, "classes": list(classes)},
+        {
+            "audioset_input": config.audioset_input,
+            "hop": 0.32,
+            "classes": list(classes),
+            "gate_columns": [list(result.gates.get(c, ([], 0.0))[0]) for c in classes],
+            "gate_floors": [float(result.gates.get(c, ([], 0.0))[1]) for c in classes],
+        },
     )
     metrics = {
         **result.metrics,

@@ -102,6 +102,17 @@ class FrameHead(nn.Module):
         return torch.sigmoid(self(x))[0].numpy()
 
 
+def apply_gates(probs: np.ndarray, audioset: np.ndarray, gates: dict[int, tuple]) -> np.ndarray:
+    """Silence a class's frames where the AudioSet model gives none of its supporting classes
+    at least the floor probability: ``gates`` maps a column of ``probs`` to ``(AudioSet
+    columns, floor)`` (:func:`earmark.custom.detector.choose_gates`). Returns a new array."""
+    out = np.array(probs, dtype=np.float32, copy=True)
+    for k, (columns, floor) in gates.items():
+        support = np.asarray(audioset, dtype=np.float32)[:, list(columns)].max(axis=1)
+        out[support < floor, k] = 0.0
+    return out
+
+
 @dataclass(frozen=True)
 class FitOptions:
     """Optimisation settings of :func:`fit_frame_head`."""

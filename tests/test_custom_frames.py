@@ -196,3 +196,41 @@ def test_train_rejects_bad_label_files(
     assert "a.txt" in done.stderr and "'Cat'" in done.stderr and "past the end" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_service_jobs_use_the_frame_head(tmp_path: Path, frame_model: Path, esc10) -> None:
+    from fastapi.testclient import TestClient
+
+    from earmark.service.api import create_app
+    from earmark.service.db import Database
+    from earmark.service.jobs import process_job
+    from earmark.service.settings import Settings
+    from earmark.service.storage import Storage
+
+    key = "unit-secret-0123456789abcdef0123"
+    settings = Settings.from_env(
+        {
+            "EARMARK_STORAGE_DIR": str(tmp_path / "store"),
+            "EARMARK_BOOTSTRAP_KEYS": f"unit:{key}",
+            "EARMARK_CLASSES_DIR": str(frame_model.parent),
+        }
+    )
+    clip = next(c for c in esc10.clips if c.fold == 5 and c.label == "Rooster")
+    auth = {"X-API-Key": key}
+    with TestClient(create_app(settings)) as http:
+        listed = http.get("/v1/classes", headers=auth).json()
+        assert [m["name"] for m in listed] == ["model"]
+        assert listed[0]["detector"] == "frame-level head" and listed[0]["classes"] == CLASSES
+        files = {"files": (clip.path.name, clip.path.read_bytes())}
+        for bad in ("nothere", "../model"):
+            refused = http.post("/v1/jobs", headers=auth, files=files, data={"classes": bad})
+            assert refused.status_code == 422, refused.text
+        made = http.post("/v1/jobs", headers=auth, files=files, data={"classes": "model"})
+        assert made.status_code == 201, made.text
+        job = made.json()["id"]
+        outcome = process_job(Database(settings.database_url), Storage(settings.storage_dir),
+                              settings, job)  # fmt: skip
+        assert outcome.status == "done", outcome
+        events = http.get(f"/v1/jobs/{job}/events", headers=auth).json()["events"]
+        assert events and {e["label"] for e in events} <= set(CLASSES)
+        assert any(e["label"] == "Rooster" for e in events)

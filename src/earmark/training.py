@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from earmark.audio import SAMPLE_RATE
+from earmark.custom.fitting import run_epochs
 from earmark.datasets import Dataset
 from earmark.embeddings import Backbone, EmbeddingSet, embed_dataset, embed_files
 
@@ -268,48 +269,29 @@ def _fit_head(
         yv_int = torch.from_numpy(np.asarray(y_val))
     optimiser = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    generator = torch.Generator().manual_seed(seed)
-    n_epochs = epochs or config.max_epochs
-    best = (math.inf, -1.0, 0, None)  # val loss, val acc, epoch, state
-    since_best = 0
-    for epoch in range(1, n_epochs + 1):
-        head.train()
-        order = torch.randperm(len(xt), generator=generator)
-        total = 0.0
-        for start in range(0, len(xt), config.batch_size):
-            idx = order[start : start + config.batch_size]
-            optimiser.zero_grad()
-            loss = loss_fn(head(xt[idx]), yt[idx])
-            loss.backward()
-            optimiser.step()
-            total += loss.item() * len(idx)
-        train_loss = total / len(xt)
-        if writer is not None:
-            writer.add_scalar("loss/train", train_loss, epoch)
-        if not has_val:
-            continue
-        head.eval()
-        with torch.no_grad():
-            logits = head(xv)
-            val_loss = float(loss_fn(logits, yv))
-            labelled = yv_int >= 0
-            val_acc = float((logits.argmax(1)[labelled] == yv_int[labelled]).float().mean())
-        if writer is not None:
-            writer.add_scalar("loss/validation", val_loss, epoch)
-            writer.add_scalar("accuracy/validation", val_acc, epoch)
-        if val_loss < best[0] - 1e-5:
-            state = {k: v.clone() for k, v in head.state_dict().items()}
-            best = (val_loss, val_acc, epoch, state)
-            since_best = 0
-        else:
-            since_best += 1
-            if since_best >= config.patience:
-                break
-    head.eval()
-    if has_val and best[3] is not None:
-        head.load_state_dict(best[3])
-        return FitResult(head, best[2], best[1], best[0], time.perf_counter() - started)
-    return FitResult(head, n_epochs, seconds=time.perf_counter() - started)
+
+    def validate() -> tuple[float, dict]:
+        logits = head(xv)
+        labelled = yv_int >= 0
+        accuracy = float((logits.argmax(1)[labelled] == yv_int[labelled]).float().mean())
+        return float(loss_fn(logits, yv)), {"accuracy": accuracy}
+
+    run = run_epochs(
+        head,
+        xt,
+        yt,
+        optimiser,
+        config.batch_size,
+        torch.Generator().manual_seed(seed),
+        epochs or config.max_epochs,
+        config.patience,
+        validate if has_val else None,
+        writer,
+    )
+    seconds = time.perf_counter() - started
+    if run.val_loss is not None:
+        return FitResult(head, run.epochs, run.val_extra["accuracy"], run.val_loss, seconds)
+    return FitResult(head, run.epochs, seconds=seconds)
 
 
 def predict_proba(head: object, x: np.ndarray) -> np.ndarray:

@@ -19,7 +19,6 @@ validation recordings, so the same data and seed give the same weights.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+
+from earmark.custom.fitting import run_epochs
 
 HEAD_KINDS = ("conv", "gru", "linear")
 KERNEL = 5
@@ -216,48 +217,20 @@ def _fit(
         head.parameters(), lr=options.lr, weight_decay=options.weight_decay
     )
     loss_fn = nn.BCEWithLogitsLoss()
-    generator = torch.Generator().manual_seed(seed)
-    n_epochs = epochs or options.max_epochs
-    best = (math.inf, 0, None)
-    since_best = 0
-    curve: list[tuple[float, float | None]] = []
-    for epoch in range(1, n_epochs + 1):
-        head.train()
-        order = torch.randperm(len(xt), generator=generator)
-        total = 0.0
-        for start in range(0, len(xt), options.batch_size):
-            idx = order[start : start + options.batch_size]
-            optimiser.zero_grad()
-            loss = loss_fn(head(xt[idx]), yt[idx])
-            loss.backward()
-            optimiser.step()
-            total += loss.item() * len(idx)
-        train_loss = total / len(xt)
-        val_loss = None
-        if has_val:
-            head.eval()
-            with torch.no_grad():
-                val_loss = float(loss_fn(head(xv), yv))
-        curve.append((train_loss, val_loss))
-        if writer is not None:
-            writer.add_scalar("frame_loss/train", train_loss, epoch)  # type: ignore[attr-defined]
-            if val_loss is not None:
-                writer.add_scalar("frame_loss/validation", val_loss, epoch)  # type: ignore[attr-defined]
-        if val_loss is None:
-            continue
-        if val_loss < best[0] - 1e-5:
-            best = (val_loss, epoch, {k: v.clone() for k, v in head.state_dict().items()})
-            since_best = 0
-        else:
-            since_best += 1
-            if since_best >= options.patience:
-                break
-    head.eval()
-    seconds = time.perf_counter() - started
-    if has_val and best[2] is not None:
-        head.load_state_dict(best[2])
-        return FrameFit(head, best[1], best[0], seconds, curve)
-    return FrameFit(head, n_epochs, None, seconds, curve)
+    run = run_epochs(
+        head,
+        xt,
+        yt,
+        optimiser,
+        options.batch_size,
+        torch.Generator().manual_seed(seed),
+        epochs or options.max_epochs,
+        options.patience,
+        (lambda: (float(loss_fn(head(xv), yv)), {})) if has_val else None,
+        writer,
+        prefix="frame_",
+    )
+    return FrameFit(head, run.epochs, run.val_loss, time.perf_counter() - started, run.curve)
 
 
 def save_frame_head(path, head: FrameHead, extra: dict) -> None:  # type: ignore[no-untyped-def]

@@ -36,7 +36,7 @@ from earmark.service.security import (
     check_audio,
     ensure_key,
 )
-from earmark.service.settings import QUEUE_NAME, Settings
+from earmark.service.settings import QUEUE_NAME, Settings, SettingsError
 from earmark.service.storage import Storage
 
 log = logging.getLogger("earmark.service")
@@ -163,6 +163,17 @@ class ModelInfo(BaseModel):
     params: int | None
     published_map: float
     available: bool = Field(description="model file present where the service looks")
+
+
+class CustomModelInfo(BaseModel):
+    """A custom-class model of the server (``EARMARK_CLASSES_DIR``) that jobs may name."""
+
+    name: str
+    classes: list[str]
+    detector: str = Field(description="frame-level head, or clip head")
+    expected_event_f1: float | None = Field(
+        None, description="event F1 (0.2 s collars) measured on held-out training mixtures"
+    )
 
 
 class ScoreTrack(BaseModel):
@@ -642,6 +653,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/v1/classes", tags=["models"], responses=ERRORS)
+    def custom_models(who: Caller) -> list[CustomModelInfo]:
+        """Custom-class models jobs may name with ``classes``."""
+        from earmark.custom_classes import CustomModelError, load_custom_classes
+
+        out = []
+        for name in settings.custom_models():
+            try:
+                custom = load_custom_classes(settings.custom_model(name))
+            except (CustomModelError, SettingsError) as exc:
+                log.warning("custom classes %s cannot be used: %s", name, exc)
+                continue
+            cv = ((custom.metrics or {}).get("detection") or {}).get("cross_validation") or {}
+            out.append(
+                CustomModelInfo(
+                    name=name,
+                    classes=custom.classes,
+                    detector="frame-level head" if custom.frame_head is not None else "clip head",
+                    expected_event_f1=cv.get("event_f1"),
+                )
+            )
+        return out
+
     @app.get("/v1/models", tags=["models"], responses=ERRORS)
     def models(who: Caller) -> list[ModelInfo]:
         """Models the workers can load (the default one first)."""
@@ -675,16 +709,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         group_by: Annotated[str | None, Form(pattern=r"^(parent|top|[0-9])$")] = None,
         class_thresholds: Annotated[str | None, Form(max_length=5000)] = None,
         scoring: Annotated[Literal["local", "window"] | None, Form()] = None,
+        classes: Annotated[
+            str | None, Form(max_length=100, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+        ] = None,
+        audioset: Annotated[bool | None, Form()] = None,
     ) -> Created:
         """Upload one or more recordings with detection options; returns the job id.
 
         Options are those of ``earmark detect`` (``labels``, ``exclude`` and
-        ``class_thresholds`` are ``;``-separated, e.g. ``Dog=0.3;Speech=0.5``).
+        ``class_thresholds`` are ``;``-separated, e.g. ``Dog=0.3;Speech=0.5``). ``classes``
+        names a custom-class model of the server (``GET /v1/classes``); ``audioset`` also
+        reports AudioSet classes beside them.
         """
         options = job_options(
             model, threshold, off_threshold, median_filter, min_duration, merge_gap,
             labels, exclude, group_by, class_thresholds, scoring,
         )  # fmt: skip
+        if classes is not None:
+            try:
+                settings.custom_model(classes)
+            except SettingsError as exc:
+                raise HTTPException(422, str(exc)) from None
+            options["classes"] = classes
+            if audioset is not None:
+                options["audioset"] = audioset
         accepted = await receive_uploads(files)
         job = await anyio.to_thread.run_sync(create_job, who, accepted, options, False)
         return Created(

@@ -259,6 +259,8 @@ def _process_claimed(
             if f.state not in FINAL_FILE_STATES
         ]
     try:
+        if raw_options.get("classes"):  # a model name: resolved in this worker's own folder
+            raw_options["classes"] = str(settings.custom_model(str(raw_options["classes"])))
         options = build_options(normalise(raw_options, "job options"), "job options")
         options.jobs = 1
         tagger = get_tagger(options.model, settings.worker_threads)

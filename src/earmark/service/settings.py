@@ -77,7 +77,33 @@ class Settings:
     #: Seconds without a heartbeat after which a job's claim by a worker is considered dead.
     lease_seconds: int = 60
     worker_threads: int | None = None
+    #: Folder of models written by ``earmark train`` that jobs may name (``classes=NAME``).
+    classes_dir: Path | None = None
     extra: dict = field(default_factory=dict)
+
+    def custom_model(self, name: str) -> Path:
+        """The custom-class model folder a job names: a folder of :attr:`classes_dir` (never a
+        path given by a client). Raises :class:`SettingsError` naming the models there."""
+        available = self.custom_models()
+        if name not in available:
+            where = (
+                f"models in EARMARK_CLASSES_DIR: {', '.join(available) or 'none'}"
+                if self.classes_dir
+                else "EARMARK_CLASSES_DIR is not set on this server"
+            )
+            raise SettingsError(f"custom classes {name!r} not found ({where})")
+        assert self.classes_dir is not None
+        return self.classes_dir / name
+
+    def custom_models(self) -> list[str]:
+        """Names of the trained models in :attr:`classes_dir`."""
+        if self.classes_dir is None or not self.classes_dir.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in self.classes_dir.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and (p / "labels.json").is_file()
+        )
 
     @property
     def embedded(self) -> bool:
@@ -138,5 +164,8 @@ class Settings:
             task_time_limit=time_limit,
             visibility_timeout=visibility,
             lease_seconds=_int(env, "EARMARK_LEASE_SECONDS", 60),
+            classes_dir=Path(env["EARMARK_CLASSES_DIR"]).expanduser()
+            if (env.get("EARMARK_CLASSES_DIR") or "").strip()
+            else None,
             worker_threads=threads,
         )

@@ -234,3 +234,13 @@ def test_service_jobs_use_the_frame_head(tmp_path: Path, frame_model: Path, esc1
         events = http.get(f"/v1/jobs/{job}/events", headers=auth).json()["events"]
         assert events and {e["label"] for e in events} <= set(CLASSES)
         assert any(e["label"] == "Rooster" for e in events)
+
+
+def test_frame_head_beside_audioset_classes(frame_model: Path, esc10, tagger) -> None:
+    from earmark.custom_classes import detect_custom
+
+    clip = next(c for c in esc10.clips if c.fold == 5 and c.label == "Chainsaw")
+    events = detect_custom(clip.path, frame_model, tagger, audioset=True)
+    mids = {e.mid for e in events}
+    assert "custom:Chainsaw" in mids, events
+    assert any(not m.startswith("custom:") for m in mids), events  # AudioSet classes too

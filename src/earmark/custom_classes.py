@@ -833,7 +833,7 @@ def add_parser(subparsers: Any) -> None:
     det.add_argument(
         "--snr",
         default=":".join(f"{v:g}" for v in defaults.mixture_snr),
-        help="SNR range of the events, dB (default %(default)s)",
+        help="SNR range of the events, dB, written --snr=LOW:HIGH (default %(default)s)",
     )
     det.add_argument(
         "--events",

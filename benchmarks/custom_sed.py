@@ -161,7 +161,9 @@ def detect_custom_scored(tagger, model_dir, item):
         scores.scores, scores.hop, labels, post, file=item.name, duration=item.duration
     )
     events = refine_events(events, item.envelope, RefineOptions(), item.duration)
-    return [RefEvent(item.name, e.onset, e.offset, e.label) for e in events], scores.scores
+    names = [lab.name for lab in labels]
+    matrix = scores.scores[:, [names.index(c) for c in CLASSES]]  # columns in CLASSES order
+    return [RefEvent(item.name, e.onset, e.offset, e.label) for e in events], matrix
 
 
 def detect_audioset_mapping(tagger, item):

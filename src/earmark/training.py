@@ -426,6 +426,25 @@ def inner_split(
     return train[fit_idx], train[val_idx]
 
 
+def detector_config(config: TrainConfig) -> object:
+    """The frame-level detector's options (:class:`earmark.custom.detector.DetectorConfig`)."""
+    from earmark.custom.detector import DetectorConfig
+    from earmark.custom.mixtures import MixtureConfig
+
+    return DetectorConfig(
+        head=config.frame_head,
+        audioset_input=config.frame_audioset,
+        mixtures=MixtureConfig(
+            n_mixtures=config.mixtures,
+            seconds=config.mixture_seconds,
+            snr_db=(float(config.mixture_snr[0]), float(config.mixture_snr[1])),
+            events=(int(config.mixture_events[0]), int(config.mixture_events[1])),
+            background_split=config.background_split,
+            seed=config.seed,
+        ),
+    )
+
+
 def detection_groups(
     data: TrainingData, splits: Sequence[tuple[str, np.ndarray, np.ndarray]], config: TrainConfig
 ) -> np.ndarray:
@@ -988,7 +1007,17 @@ def train(
                 for f, y, g in zip(data.files, data.y, groups, strict=True)
             ]
             detection = train_frame_detector(
-                clips, int(groups.max()) + 1, data.classes, tagger, config, work, say, progress
+                clips,
+                int(groups.max()) + 1,
+                data.classes,
+                tagger,
+                detector_config(config),
+                work,
+                background_files(config.backgrounds) if config.backgrounds else [],
+                background_files(config.others) if config.others else [],
+                config.labelled,
+                say,
+                progress,
             )
             calibration = detection["calibration"]
             if finetuned:

@@ -354,8 +354,11 @@ def train_frame_detector(
     n_groups: int,
     classes: Sequence[str],
     tagger: object,
-    train_config: object,
+    config: DetectorConfig,
     work: Path,
+    backgrounds: Sequence[Path] = (),
+    others: Sequence[Path] = (),
+    labelled: Sequence[str | Path] = (),
     log: Log | None = None,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> dict:
@@ -363,35 +366,12 @@ def train_frame_detector(
     cross-validate and fit the frame head, save ``frame_head.pt`` and return the metrics and
     the calibration that goes to ``thresholds.json``."""
     from earmark.custom.frame_head import save_frame_head
-    from earmark.training import background_files
 
-    c = train_config
-    config = DetectorConfig(
-        head=c.frame_head,  # type: ignore[attr-defined]
-        audioset_input=c.frame_audioset,  # type: ignore[attr-defined]
-        mixtures=MixtureConfig(
-            n_mixtures=c.mixtures,  # type: ignore[attr-defined]
-            seconds=c.mixture_seconds,  # type: ignore[attr-defined]
-            snr_db=tuple(c.mixture_snr),  # type: ignore[attr-defined]
-            events=tuple(c.mixture_events),  # type: ignore[attr-defined]
-            background_split=c.background_split,  # type: ignore[attr-defined]
-            seed=c.seed,  # type: ignore[attr-defined]
-        ),
-    )
     config.validate()
     say = log or (lambda _m: None)
     started = time.perf_counter()
-    backgrounds = background_files(c.backgrounds) if c.backgrounds else []  # type: ignore[attr-defined]
-    others = background_files(c.others) if c.others else []  # type: ignore[attr-defined]
     recordings, description = training_recordings(
-        clips,
-        n_groups,
-        classes,
-        config,
-        backgrounds,
-        others,
-        c.labelled,
-        say,  # type: ignore[attr-defined]
+        clips, n_groups, classes, config, backgrounds, others, labelled, say
     )
     say(
         f"frame-level detector: {description['mixtures']} mixtures of {config.mixtures.seconds:g} s"
@@ -400,7 +380,7 @@ def train_frame_detector(
     built = time.perf_counter() - started
     data = score_recordings(recordings, tagger, classes, progress)  # progress: recordings
     scored = time.perf_counter() - started - built
-    result = train_detector(data, classes, config, c.seed, say, work / "tensorboard")  # type: ignore[attr-defined]
+    result = train_detector(data, classes, config, config.mixtures.seed, say, work / "tensorboard")
     save_frame_head(
         work / "frame_head.pt",
         result.head,

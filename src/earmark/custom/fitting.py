@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported when a head is trained, not when earmark starts
+    import torch
 
 MIN_IMPROVEMENT = 1e-5
 """A validation loss must drop by more than this to count as better."""
@@ -48,6 +50,8 @@ def run_epochs(
     it, training stops after ``patience`` epochs without improvement and the model is left with
     its best epoch's weights. Curves go to ``writer`` (TensorBoard) as ``{prefix}loss/...``.
     """
+    import torch
+
     loss_fn = torch.nn.BCEWithLogitsLoss()
     best_loss, best_epoch, best_extra, best_state = math.inf, 0, {}, None
     since_best = 0

@@ -142,8 +142,7 @@ def load_custom_classes(model_dir: str | Path) -> CustomClasses:
     Raises:
         CustomModelError: the folder is missing, incomplete or not an earmark model.
     """
-    import torch
-
+    from earmark.custom.fitting import load_head
     from earmark.training import make_head
 
     path = Path(model_dir).expanduser()
@@ -158,16 +157,7 @@ def load_custom_classes(model_dir: str | Path) -> CustomClasses:
         labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         classes = [str(c) for c in labels["classes"]]
-        state = torch.load(path / "head.pt", map_location="cpu", weights_only=True)
-        head = make_head(
-            state["kind"],
-            int(state["dim"]),
-            int(state["n_classes"]),
-            int(state["hidden"]),
-            float(state["dropout"]),
-        )
-        head.load_state_dict(state["state_dict"])
-        head.eval()
+        head, _ = load_head(path / "head.pt", make_head)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise CustomModelError(f"{path}: damaged model folder ({exc})") from None
     if len(classes) != head.n_classes:

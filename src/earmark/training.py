@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from earmark.audio import SAMPLE_RATE
-from earmark.custom.fitting import run_epochs
+from earmark.custom.fitting import head_shape, run_epochs
 from earmark.datasets import Dataset
 from earmark.embeddings import Backbone, EmbeddingSet, embed_dataset, embed_files
 
@@ -183,13 +183,7 @@ def make_head(kind: str, dim: int, n_classes: int, hidden: int = 256, dropout: f
             return self.net((x - self.mean) / self.scale)
 
         def describe(self) -> dict:
-            return {
-                "kind": self.kind,
-                "dim": self.dim,
-                "n_classes": self.n_classes,
-                "hidden": self.hidden,
-                "dropout": self.dropout,
-            }
+            return head_shape(self)
 
     return Head()
 

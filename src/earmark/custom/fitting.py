@@ -94,3 +94,31 @@ def run_epochs(
         model.load_state_dict(best_state)
         return EpochRun(best_epoch, best_loss, best_extra, curve)
     return EpochRun(max_epochs, None, {}, curve)
+
+
+SHAPE_KEYS = ("kind", "dim", "n_classes", "hidden", "dropout")
+"""What a head saves about its shape beside its weights, and what it is rebuilt from."""
+
+
+def head_shape(head: object) -> dict:
+    """The shape of a head (``kind``, ``dim``, ``n_classes``, ``hidden``, ``dropout``)."""
+    return {key: getattr(head, key) for key in SHAPE_KEYS}
+
+
+def load_head(path: object, build: Callable[..., torch.nn.Module]) -> tuple[torch.nn.Module, dict]:
+    """A head saved with its shape (``torch.save`` of the shape, ``state_dict`` and extras),
+    rebuilt by ``build(kind, dim, n_classes, hidden, dropout)``, in eval mode; and everything
+    else that was saved with it."""
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    head = build(
+        state["kind"],
+        int(state["dim"]),
+        int(state["n_classes"]),
+        int(state["hidden"]),
+        float(state["dropout"]),
+    )
+    head.load_state_dict(state["state_dict"])
+    head.eval()
+    return head, {k: v for k, v in state.items() if k != "state_dict"}

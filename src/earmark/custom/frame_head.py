@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from earmark.custom.fitting import run_epochs
+from earmark.custom.fitting import head_shape, load_head, run_epochs
 
 HEAD_KINDS = ("conv", "gru", "linear")
 KERNEL = 5
@@ -85,13 +85,7 @@ class FrameHead(nn.Module):
 
     def describe(self) -> dict:
         """Shape of the head (saved with its weights)."""
-        return {
-            "kind": self.kind,
-            "dim": self.dim,
-            "n_classes": self.n_classes,
-            "hidden": self.hidden,
-            "dropout": self.dropout,
-        }
+        return head_shape(self)
 
     @torch.no_grad()
     def probabilities(self, rows: np.ndarray) -> np.ndarray:
@@ -243,15 +237,5 @@ def save_frame_head(path, head: FrameHead, extra: dict) -> None:  # type: ignore
 
 def load_frame_head(path) -> tuple[FrameHead, dict]:  # type: ignore[no-untyped-def]
     """A saved head and the rest of what was saved with it (``audioset_input`` ...)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    head = FrameHead(
-        state["kind"],
-        int(state["dim"]),
-        int(state["n_classes"]),
-        int(state["hidden"]),
-        float(state["dropout"]),
-    )
-    head.load_state_dict(state["state_dict"])
-    head.eval()
-    extra = {k: v for k, v in state.items() if k not in ("state_dict",)}
-    return head, extra
+    head, extra = load_head(path, FrameHead)
+    return head, extra  # type: ignore[return-value]

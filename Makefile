@@ -32,8 +32,8 @@ install: $(VENV)/.installed  ## create the environment and install earmark
 
 dev: $(VENV)/.dev  ## install with the test tools
 
-run: install  ## detect sound events in INPUT (files, folders, globs) into OUT
-	$(BIN)/earmark detect $(INPUT) -o $(OUT) $(ARGS)
+run: install  ## detect sound events in INPUT (files, folders, globs) into OUT (replacing it)
+	$(BIN)/earmark detect $(INPUT) -o $(OUT) --overwrite $(ARGS)
 
 test: dev  ## lint and run the test suite on real audio (EARMARK_SHARED, default ../shared)
 	$(BIN)/ruff check src tests benchmarks

@@ -34,8 +34,9 @@ from benchmarks.sed.soundscapes import (
     load_index,
 )
 from earmark.audio import probe
+from earmark.batch import run
 from earmark.evaluation import load_label_map, load_reference
-from earmark.pipeline import DetectOptions, run
+from earmark.pipeline import DetectOptions
 from earmark.preprocess import PreprocessOptions
 from earmark.soundscape import make_soundscape, rms_db, write_soundscape
 from earmark.tagger import load_model

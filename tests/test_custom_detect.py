@@ -155,14 +155,16 @@ def test_classify_cli_and_errors(tmp_path: Path, folds_1_4_model: Path, esc10) -
         str(bad),
         "--json",
         "-o",
-        str(tmp_path / "p.csv"),
+        str(tmp_path / "new" / "folder" / "p.csv"),  # folders that do not exist yet
     )
     assert done.returncode == 1  # one file failed, the others were classified
+    assert "Traceback" not in done.stderr
     results = json.loads(done.stdout)
     correct = sum(r["label"] == c.label for r, c in zip(results, clips, strict=False))
     assert correct >= len(clips) - 1, [r["label"] for r in results]  # ~97 % on fold 5
     assert results[-1]["label"] is None and "bad.wav" in results[-1]["error"]
-    assert len((tmp_path / "p.csv").read_text().splitlines()) == len(clips) + 2
+    written = (tmp_path / "new" / "folder" / "p.csv").read_text()
+    assert len(written.splitlines()) == len(clips) + 2
     assert _run("classify", str(tmp_path / "nothing"), str(clips[0].path)).returncode == 2
     shutil.copytree(folds_1_4_model, tmp_path / "broken")
     (tmp_path / "broken" / "head.pt").unlink()

@@ -129,6 +129,9 @@ def test_files_are_matched_separately_and_by_stem():
     ov = _overall(ref, pred)
     assert (ov["Ntp"], ov["Nfn"], ov["Nfp"]) == (1, 1, 1)
     assert file_key("C:\\data\\x.wav") == "x" == file_key("x")
+    # dots inside a name are part of it: only an audio ending is removed
+    assert file_key("rec.part1") == "rec.part1" == file_key("/data/rec.part1.WAV")
+    assert file_key("rec.part1.flac") != file_key("rec")
 
 
 def test_no_predictions_or_no_reference():

@@ -17,10 +17,11 @@ import torch
 
 import earmark
 from earmark.audio import load
+from earmark.batch import run
 from earmark.cli import TerminalProgress
 from earmark.evaluation import load_label_map
 from earmark.events import DEFAULT_THRESHOLD
-from earmark.pipeline import DetectOptions, FileResult, process_file, run
+from earmark.pipeline import DetectOptions, FileResult, process_file
 from earmark.tagger import Tagger
 
 DOG = "esc10_dog_1-100032-A.ogg"

@@ -195,3 +195,23 @@ def test_report_never_imports_torch(run_dir: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False", out.stderr[-2000:]
+
+
+def test_hostile_label_does_not_break_the_scripts(run_dir: Path, tmp_path: Path) -> None:
+    """A class name like ``<!--<script>`` (custom classes can be named anything) stays data."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    data = json.loads((copy / "events.json").read_text())
+    for event in data["events"][:3]:
+        event["label"] = "<!--<script>"
+    data["events"][3]["label"] = "</script><b>x"
+    (copy / "events.json").write_text(json.dumps(data))
+    assert cli.main(["report", str(copy), "--no-pictures", "-q"]) == 0
+    html = (copy / "report.html").read_text(encoding="utf-8")
+    script = html.split("<script id='timeline-data' type='application/json'>")[1]
+    assert "<" not in script.split("</script>")[0]
+    dom = dump_dom(copy / "report.html")
+    rendered = [int(n) for n in re.findall(r'data-rendered="(\d+)"', dom)]
+    assert sum(rendered) == len(data["events"])  # every timeline was drawn: the scripts ran

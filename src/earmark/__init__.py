@@ -30,7 +30,7 @@ _EXPORTS = {
     "Tagger": "earmark.tagger",
     "detect": "earmark.pipeline",
     "frame_scores": "earmark.pipeline",
-    "run": "earmark.pipeline",
+    "run": "earmark.batch",
     "DetectOptions": "earmark.pipeline",
     "Event": "earmark.events",
     "PostprocessOptions": "earmark.events",
@@ -58,8 +58,9 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from earmark.assets import AssetNotFoundError
     from earmark.audio import AudioError
+    from earmark.batch import run
     from earmark.events import Event, PostprocessOptions
-    from earmark.pipeline import DetectOptions, detect, frame_scores, run
+    from earmark.pipeline import DetectOptions, detect, frame_scores
     from earmark.scoring import FrameScores, ScoringOptions
     from earmark.tagger import Tagger, load_model
 

@@ -8,17 +8,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 from earmark import assets, custom_classes, evaluate, repeats, report, synth, tuning
+from earmark.inputs import printable
 from earmark.service import cli as service_cli
 
 EXIT_OK = 0
 EXIT_FILES_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+EXTRAS = {
+    "uvicorn": "service",
+    "fastapi": "service",
+    "multipart": "service",
+    "celery": "service",
+    "redis": "service",
+    "sqlalchemy": "service",
+    "alembic": "service",
+    "psycopg": "service",
+    "prometheus_client": "service",
+    "umap": "custom",
+    "pyarrow": "custom",
+}
+"""Optional modules and the extra (``pip install 'earmark[EXTRA]'``) that brings each."""
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -69,9 +87,10 @@ class TerminalProgress:
         self.files_done += 1
         self.seconds_done += result.duration
         self.current = 0.0
-        if result.status != "ok":
+        if result.status != "ok" or result.warnings:
             reason = result.error or "; ".join(result.warnings)
-            self._write(f"  {result.status.upper()}: {reason}", final=True)
+            kind = "WARNING" if result.status == "ok" else result.status.upper()
+            self._write(f"  {kind}: {reason}", final=True)
         self._draw(force=not self.tty)
 
     def finish(self, summary: Any) -> None:
@@ -127,10 +146,14 @@ def print_summary(summary: Any, stream: TextIO, top: int = 25) -> None:
             stream.write(f"{label:<{width}}  {n:>6}  {format_duration(total):>10}\n")
         if len(counts) > top:
             stream.write(f"... and {len(counts) - top} more classes\n")
-    for result in summary.failed:
-        reason = result.error or "; ".join(result.warnings)
-        stream.write(f"{result.status.upper()}: {reason}\n")
-    stream.write(f"\nresults in {summary.out_dir}\n")
+    if summary.resumed:
+        stream.write(f"\n{summary.resumed} file(s) kept from the earlier run (--resume)\n")
+    for result in summary.results:
+        if result.status != "ok" or result.warnings:
+            reason = result.error or "; ".join(result.warnings)
+            kind = "WARNING" if result.status == "ok" else result.status.upper()
+            stream.write(f"{kind}: {reason}\n")
+    stream.write(f"\nresults in {printable(summary.out_dir)}\n")
 
 
 # ---------------------------------------------------------------------------- commands
@@ -192,8 +215,8 @@ def _detect_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_detect(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``earmark detect``: events for every file, written to the output folder."""
+    from earmark.batch import Progress, run
     from earmark.config import ConfigError, load_options
-    from earmark.pipeline import Progress, run
 
     try:
         options = load_options(args.config, _detect_overrides(args))
@@ -206,14 +229,22 @@ def cmd_detect(args: argparse.Namespace, argv: Sequence[str]) -> int:
         )
     progress = Progress() if args.quiet else TerminalProgress()
     try:
-        summary = run(args.inputs, args.output, options, progress=progress, argv=["earmark", *argv])
-    except ValueError as exc:  # options the model cannot satisfy, e.g. an unknown class name
-        print(f"earmark: {exc}", file=sys.stderr)
+        summary = run(
+            args.inputs,
+            args.output,
+            options,
+            progress=progress,
+            argv=["earmark", *argv],
+            existing=args.existing or "refuse",
+        )
+    except ValueError as exc:  # options the model cannot satisfy, an unusable output folder
+        print(f"earmark: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     if args.json:
         json.dump(
             {
-                "out_dir": str(summary.out_dir),
+                "out_dir": printable(summary.out_dir),
+                "resumed": summary.resumed,
                 "totals": summary.manifest["totals"],
                 "files": summary.manifest["files"],
                 "events_by_label": {
@@ -227,6 +258,9 @@ def cmd_detect(args: argparse.Namespace, argv: Sequence[str]) -> int:
         sys.stdout.write("\n")
     elif not args.quiet:
         print_summary(summary, sys.stdout)
+    if summary.output_error:
+        print(f"earmark: {summary.output_error}", file=sys.stderr)
+        return EXIT_FILES_FAILED
     if args.report:  # earmark.report: report.html + report.md in the output folder
         try:
             paths = report.write_report(summary.out_dir)
@@ -313,6 +347,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     det.add_argument("inputs", nargs="+", help="audio/video files, folders (recursive) or globs")
     det.add_argument("-o", "--output", default="earmark-out", help="output folder")
+    existing = det.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--overwrite",
+        action="store_const",
+        const="overwrite",
+        dest="existing",
+        help="the output folder holds an earlier run: remove its outputs, then run",
+    )
+    existing.add_argument(
+        "--resume",
+        action="store_const",
+        const="resume",
+        dest="existing",
+        help="the output folder holds an earlier (interrupted) run with the same options: keep"
+        " the files it finished (unchanged since), process the others",
+    )
     det.add_argument("-c", "--config", help="TOML or YAML file with any options below")
     grp = det.add_argument_group("model")
     grp.add_argument("--model", help=f"model name (default {assets.DEFAULT_MODEL}; see 'models')")
@@ -421,7 +471,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("earmark: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except ModuleNotFoundError as exc:
+        module = (exc.name or "").split(".")[0]
+        extra = EXTRAS.get(module)
+        if extra is None:
+            return _internal_error(exc)
+        print(
+            f"earmark {args.command}: needs the '{extra}' extra (module {module} is missing):"
+            f" pip install 'earmark[{extra}]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except OSError as exc:  # a path named on the command line that cannot be read or written
+        where = f"{printable(exc.filename)}: " if exc.filename else ""
+        print(f"earmark: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FILES_FAILED
+    except Exception as exc:  # the last line of defence: no traceback reaches a user
+        return _internal_error(exc)
+
+
+def _internal_error(exc: BaseException) -> int:
+    """Report a bug in one line; the traceback goes to a file the message names."""
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="earmark-error-", suffix=".txt")
+    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
+        fh.write("".join(traceback.format_exception(exc)))
+    message = printable(str(exc) or type(exc).__name__)
+    print(
+        f"earmark: unexpected error ({type(exc).__name__}: {message}); details in {path}."
+        " Please report it with that file.",
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover

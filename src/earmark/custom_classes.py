@@ -660,16 +660,18 @@ def _range(text: str, kind: type, option: str) -> tuple:
 def cmd_classify(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``earmark classify``: class probabilities of every clip."""
     from earmark.embeddings import ProgressPrinter
+    from earmark.inputs import collect_inputs, printable
     from earmark.outputs import atomic_write_text
-    from earmark.pipeline import collect_inputs
     from earmark.tagger import load_model
 
     try:
         custom = load_custom_classes(args.model_dir)
         tagger = load_model(custom.model_name or "mn04_as", threads=args.threads)
-        files = [f for f, _ in collect_inputs(args.files)]
+        entries = collect_inputs(args.files)
+        unreadable = [f"{printable(e.path)}: {e.problem}" for e in entries if e.problem]
+        files = [e.path for e in entries if e.problem is None]
         if not files:
-            raise CustomModelError("no input files found")
+            raise CustomModelError("; ".join(unreadable) or "no input files found")
         progress = None if args.quiet or args.json else ProgressPrinter("classified")
         results = classify(files, custom, tagger, progress)
     except (CustomModelError, ValueError) as exc:
@@ -688,7 +690,12 @@ def cmd_classify(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 + [f"{r.probabilities[c]:.4f}" if r.probabilities else "" for c in custom.classes]
                 + [r.error or ""]
             )
-        atomic_write_text(args.output, buffer.getvalue())
+        try:
+            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(args.output, buffer.getvalue())
+        except OSError as exc:
+            print(f"earmark: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     elif not args.quiet:
@@ -701,7 +708,9 @@ def cmd_classify(args: argparse.Namespace, argv: Sequence[str]) -> int:
     for r in results:
         if r.error and (args.quiet or args.json):
             print(f"earmark: FAILED: {r.error}", file=sys.stderr)
-    return 1 if any(r.error for r in results) else 0
+    for reason in unreadable:
+        print(f"earmark: FAILED: {reason}", file=sys.stderr)
+    return 1 if unreadable or any(r.error for r in results) else 0
 
 
 def cmd_map(args: argparse.Namespace, argv: Sequence[str]) -> int:

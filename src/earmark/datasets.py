@@ -150,7 +150,7 @@ class Dataset:
 
 
 def _audio_extensions() -> frozenset[str]:
-    from earmark.pipeline import AUDIO_EXTENSIONS
+    from earmark.inputs import AUDIO_EXTENSIONS
 
     return AUDIO_EXTENSIONS
 

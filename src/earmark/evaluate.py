@@ -326,8 +326,8 @@ def load_references(path: str | Path) -> tuple[list[RefEvent], set[str]]:
         found = load_reference(file)
         events += found
         keys |= {file_key(e.file) for e in found}
-        if path.is_dir() and not any(file_key(e.file) != file.stem for e in found):
-            keys.add(file.stem)  # a per-file annotation, possibly empty
+        if path.is_dir() and not any(file_key(e.file) != file_key(file.stem) for e in found):
+            keys.add(file_key(file.stem))  # a per-file annotation, possibly empty
     return events, keys
 
 

@@ -111,12 +111,17 @@ class EventLike(Protocol):
 
 
 def file_key(file: str | PurePath) -> str:
-    """The key used to pair reference and predicted events of the same recording: the file stem.
+    """The key used to pair reference and predicted events of the same recording: the file name
+    without its audio extension (``rec.part1.wav`` and ``rec.part1`` are one recording; only an
+    audio file ending such as ``.wav`` is removed, so dots inside names are kept).
 
     Both ``/` and ``\\`` separators are understood, so Windows paths in a reference file work too.
     """
+    from earmark.inputs import AUDIO_EXTENSIONS
+
     name = PureWindowsPath(str(file)).name  # splits on both separators
-    return PurePath(name).stem if "." in name else name
+    stem, dot, suffix = name.rpartition(".")
+    return stem if dot and stem and f".{suffix.lower()}" in AUDIO_EXTENSIONS else name
 
 
 # --------------------------------------------------------------------------------------------

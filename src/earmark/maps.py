@@ -183,7 +183,7 @@ def write_html(
     embed_audio: bool = False,
 ) -> None:
     """The interactive page (self-contained: inline data, style and script)."""
-    from earmark.outputs import atomic_write_text
+    from earmark.outputs import atomic_write_text, json_for_script
 
     points = [
         {
@@ -195,8 +195,7 @@ def write_html(
         }
         for (x, y), f, lab in zip(xy, files, labels, strict=True)
     ]
-    data = json.dumps({"points": points, "colours": _colours(labels)}, ensure_ascii=False)
-    data = data.replace("</", "<\\/")  # keep the JSON inside its script element
+    data = json_for_script({"points": points, "colours": _colours(labels)})
     atomic_write_text(path, _PAGE.format(title=html.escape(title), data=data))
 
 

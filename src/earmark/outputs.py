@@ -163,6 +163,16 @@ def _jsonable(obj: object) -> object:
     raise TypeError(f"cannot write {type(obj).__name__} as JSON: {obj!r}")
 
 
+def json_for_script(obj: object) -> str:
+    """JSON safe inside an HTML ``<script>`` element: ``<``, ``>`` and ``&`` as ``\\u`` escapes.
+
+    Any text (a label like ``<!--<script>``, a file name with ``</script>``) then stays data:
+    the HTML parser never sees a tag or comment opener inside the element.
+    """
+    text = json.dumps(_jsonable(obj), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def write_json(path: StrPath, obj: object) -> None:
     """Write ``obj`` as JSON (indent 2, UTF-8, not ASCII-escaped) atomically.
 

@@ -1,76 +1,46 @@
-"""Detection from recordings to written results: audio -> scores -> events -> outputs.
+"""Detection from one recording to written results: audio -> scores -> events -> outputs.
 
-:func:`detect` is the one-call Python API. :func:`run` processes many files into an output folder
-with a run manifest, isolating failures per file, and is what ``earmark detect`` calls.
+:func:`detect` is the one-call Python API; :func:`process_file` detects in one file and writes
+its outputs, never raising for a bad file. :mod:`earmark.batch` runs it over many files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import datetime as _dt
 import os
-import platform
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from earmark import assets
 from earmark.audio import SAMPLE_RATE, AudioError, AudioReader, prepare_waveform, probe
 from earmark.boundaries import BandEnvelope, RefineOptions, refine_events
 from earmark.events import Event, PostprocessOptions, scores_to_events
+from earmark.inputs import name_bytes, printable
 from earmark.outputs import (
     EVENT_FORMATS,
+    EVENT_SUFFIXES,
+    SCORES_SUFFIX,
     write_events,
-    write_events_csv,
-    write_events_json,
-    write_events_tsv,
-    write_json,
     write_scores,
 )
 from earmark.preprocess import FileAnalysis, PreprocessOptions
 from earmark.scoring import FrameScores, ScoringOptions
+from earmark.signal_stats import SIGNAL_SUFFIX
 from earmark.tagger import Tagger, load_model
 
-AUDIO_EXTENSIONS = frozenset(
-    [
-        ".wav",
-        ".wave",
-        ".flac",
-        ".ogg",
-        ".oga",
-        ".opus",
-        ".mp3",
-        ".m4a",
-        ".aac",
-        ".mp4",
-        ".m4v",
-        ".mkv",
-        ".webm",
-        ".mov",
-        ".aif",
-        ".aiff",
-        ".wma",
-        ".caf",
-        ".amr",
-        ".3gp",
-    ]
-)
-"""File endings picked up when a folder is given."""
 CHUNK_SECONDS = 10.0
 """Decoded audio per chunk: memory does not grow with file length."""
 PREFETCH_CHUNKS = 2
 """Decoded chunks kept ready ahead of the network (each CHUNK_SECONDS long)."""
-FILES_DIR = "files"
-"""Per-file results go to ``OUT/files/<path relative to its input root>.<kind>``."""
+DURATION_TOLERANCE_SECONDS = 2.0
+"""A header's duration may differ this much (or 10 %) from the decoded one without a warning."""
 
 
 @dataclass
@@ -131,11 +101,14 @@ class FileResult:
     info: dict = field(default_factory=dict)
     seconds: float = 0.0
     outputs: dict[str, str] = field(default_factory=dict)
+    path_bytes: str | None = None
+    """The file name's bytes (hex) when it is not UTF-8; ``path`` then shows them as ``\\xNN``."""
 
     def to_dict(self) -> dict:
         """Manifest entry (without the events themselves)."""
         return {
             "path": self.path,
+            **({"path_bytes": self.path_bytes} if self.path_bytes else {}),
             "status": self.status,
             "duration": round(self.duration, 3),
             "n_events": len(self.events),
@@ -145,6 +118,22 @@ class FileResult:
             "processing_seconds": round(self.seconds, 3),
             "outputs": self.outputs,
         }
+
+    @classmethod
+    def from_dict(cls, entry: dict, events: list[Event]) -> FileResult:
+        """A result back from its manifest entry and its events (``--resume``)."""
+        return cls(
+            path=entry["path"],
+            status=entry["status"],
+            events=events,
+            duration=float(entry.get("duration", 0.0)),
+            error=entry.get("error"),
+            warnings=list(entry.get("warnings", [])),
+            info=dict(entry.get("audio", {})),
+            seconds=float(entry.get("processing_seconds", 0.0)),
+            outputs=dict(entry.get("outputs", {})),
+            path_bytes=entry.get("path_bytes"),
+        )
 
 
 # ---------------------------------------------------------------------------- one recording
@@ -310,46 +299,6 @@ def split_options(options: dict) -> tuple[ScoringOptions, PostprocessOptions]:
 
 
 # ---------------------------------------------------------------------------- many files
-def collect_inputs(inputs: Sequence[str | Path]) -> list[tuple[Path, Path]]:
-    """Expand files, folders (recursive) and globs into ``(file, root)`` pairs, in stable order.
-
-    ``root`` is the folder the output path is made relative to. A path that matches nothing is
-    returned as is so that it is reported as a failed file, not silently dropped.
-    """
-    found: list[tuple[Path, Path]] = []
-    for item in inputs:
-        path = Path(item).expanduser()
-        if path.is_dir():
-            files = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
-            )
-            found += [(p, path) for p in files]
-        elif path.exists():
-            found.append((path, path.parent))
-        elif any(ch in str(item) for ch in "*?["):
-            anchor = Path(str(item).split("*")[0].split("?")[0].split("[")[0] or ".")
-            root = anchor if anchor.is_dir() else anchor.parent
-            matches = sorted(p for p in Path().glob(str(item)) if p.is_file())
-            if not matches and path.is_absolute():
-                matches = sorted(p for p in Path("/").glob(str(item)[1:]) if p.is_file())
-            found += [(p, root) for p in matches]
-        else:
-            found.append((path, path.parent))
-    unique: dict[Path, tuple[Path, Path]] = {}
-    for file, root in found:
-        unique.setdefault(file.resolve(), (file, root))
-    return list(unique.values())
-
-
-def output_stem(out_dir: Path, file: Path, root: Path) -> Path:
-    """Where one file's results go: ``OUT/files/<relative path with its extension>``."""
-    try:
-        relative = file.resolve().relative_to(root.resolve())
-    except ValueError:
-        relative = Path(file.name)
-    return out_dir / FILES_DIR / relative
-
-
 def process_file(
     tagger: Tagger,
     path: Path,
@@ -357,9 +306,14 @@ def process_file(
     options: DetectOptions,
     progress: Callable[[float], None] | None = None,
 ) -> FileResult:
-    """Detect events in one file and write its outputs; never raises for a bad file."""
+    """Detect events in one file and write its outputs; never raises for a bad file.
+
+    A file that fails (decoding, or writing any of its outputs) has no events in its result
+    and no outputs at ``stem``: what an earlier run or this one left there is removed.
+    """
     started = time.perf_counter()
-    result = FileResult(path=str(path), status="failed")
+    name = printable(path)
+    result = FileResult(path=name, status="failed", path_bytes=name_bytes(path))
     try:
         info = probe(path)
         result.info = {
@@ -369,6 +323,7 @@ def process_file(
             "channels": info.channels,
             "declared_duration": info.duration,
             "sample_format": info.sample_format,
+            **file_identity(path),
         }
         envelope = BandEnvelope() if options.boundaries.refine else None
         # levels for the report, and optional preprocessing (earmark.preprocess)
@@ -383,46 +338,92 @@ def process_file(
             result.info.update(analysis.manifest_entry())
         result.warnings = [_describe_error(path, w) for w in reader.warnings]
         result.duration = scores.duration
+        mismatch = duration_mismatch(info.duration, scores.duration)
         labels, post = tagger.labels, options.postprocess
         if options.classes:
             from earmark.custom_classes import apply_custom_classes, custom_selection
 
             scores, labels = apply_custom_classes(tagger, scores, options, path)
             post = custom_selection(options, labels)
-        result.events = events_from_scores(tagger, scores, post, file=str(path), labels=labels)
+        result.events = events_from_scores(tagger, scores, post, file=name, labels=labels)
         if envelope is not None:
             result.events = refine_events(
                 result.events, envelope, options.boundaries, scores.duration
             )
         if stem is not None:
-            stem.parent.mkdir(parents=True, exist_ok=True)
-            written = write_events(
-                stem.parent, stem.name, result.events, options.formats, meta={"file": str(path)}
+            result.outputs = _write_file_outputs(
+                stem, result, scores, labels, options, analysis if measured else None
             )
-            result.outputs = {k: str(v) for k, v in written.items()}
-            if options.save_scores:
-                scores_path = stem.parent / f"{stem.name}.scores.npz"
-                write_scores(
-                    scores_path,
-                    scores.scores,
-                    scores.hop,
-                    labels,
-                    meta={"file": str(path), "duration": scores.duration, **scores.meta},
-                )
-                result.outputs["scores"] = str(scores_path)
-            if measured:  # levels for the report
-                result.info["signal_file"] = str(analysis.write(stem))
         result.status = "partial" if result.warnings else "ok"
-    except (AudioError, OSError, ValueError, RuntimeError) as exc:
+        if mismatch:  # the whole file was analysed: worth a word, not a failure
+            result.warnings.append(_describe_error(path, mismatch))
+    except (AudioError, OSError, ValueError, RuntimeError, MemoryError) as exc:
+        result.status, result.events, result.outputs = "failed", [], {}
         result.error = _describe_error(path, exc)
+        if stem is not None:
+            remove_outputs(stem)
     result.seconds = time.perf_counter() - started
     return result
 
 
+def _write_file_outputs(
+    stem: Path,
+    result: FileResult,
+    scores: FrameScores,
+    labels: Sequence,
+    options: DetectOptions,
+    analysis: FileAnalysis | None,
+) -> dict[str, str]:
+    """Write one file's events, scores and levels next to ``stem``; their paths by kind."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"file": result.path}
+    written = write_events(stem.parent, stem.name, result.events, options.formats, meta=meta)
+    outputs = {k: str(v) for k, v in written.items()}
+    if options.save_scores:
+        scores_path = stem.parent / f"{stem.name}{SCORES_SUFFIX}"
+        write_scores(
+            scores_path,
+            scores.scores,
+            scores.hop,
+            labels,
+            meta={**meta, "duration": scores.duration, **scores.meta},
+        )
+        outputs["scores"] = str(scores_path)
+    if analysis is not None:  # levels for the report
+        result.info["signal_file"] = str(analysis.write(stem))
+    return outputs
+
+
+def remove_outputs(stem: Path) -> None:
+    """Remove every output earmark writes for one file at ``stem`` (those that exist)."""
+    for suffix in (*EVENT_SUFFIXES.values(), SCORES_SUFFIX, SIGNAL_SUFFIX):
+        with contextlib.suppress(OSError):
+            (stem.parent / f"{stem.name}{suffix}").unlink()
+
+
+def file_identity(path: Path) -> dict:
+    """Size and modification time of a file: ``--resume`` reuses results only if both match."""
+    st = os.stat(path)
+    return {"file_size": st.st_size, "file_mtime_ns": st.st_mtime_ns}
+
+
+def duration_mismatch(declared: float | None, decoded: float) -> str | None:
+    """A warning when a container's header declares a duration far from what it decodes to."""
+    if not declared or declared <= 0:
+        return None
+    if abs(decoded - declared) <= max(DURATION_TOLERANCE_SECONDS, 0.1 * max(declared, decoded)):
+        return None
+    return (
+        f"the header declares {declared:.1f} s but the file decodes to {decoded:.1f} s of audio;"
+        " all of it was analysed"
+    )
+
+
 def _describe_error(path: Path, exc: BaseException | str) -> str:
-    """An error or warning message that names the file."""
-    text = str(exc) or type(exc).__name__
-    return text if str(path) in text else f"{path}: {text}"
+    """An error or warning message that names the file (as printable text)."""
+    text = printable(str(exc) or type(exc).__name__)
+    name = printable(path)
+    return text if name in text else f"{name}: {text}"
 
 
 def check_options(tagger: Tagger, options: DetectOptions) -> None:
@@ -448,232 +449,3 @@ def default_threads(jobs: int = 1) -> int:
     cores, 1 torch thread + the decoding thread is 1.6x faster than 2 torch threads.
     """
     return max(1, (os.cpu_count() or 1) // max(jobs, 1) - 1)
-
-
-# worker-process state for --jobs > 1
-_WORKER: dict[str, object] = {}
-
-
-def _worker_init(model: str, checkpoint: str | None, threads: int) -> None:
-    _WORKER["tagger"] = load_model(model, checkpoint=checkpoint, threads=threads)
-
-
-def _worker_run(path: str, stem: str | None, options: DetectOptions) -> FileResult:
-    tagger = _WORKER["tagger"]
-    assert isinstance(tagger, Tagger)
-    return process_file(tagger, Path(path), Path(stem) if stem else None, options)
-
-
-@dataclass
-class RunSummary:
-    """The outcome of :func:`run`."""
-
-    out_dir: Path
-    results: list[FileResult]
-    seconds: float
-    manifest: dict
-
-    @property
-    def failed(self) -> list[FileResult]:
-        """Files that failed or were only partly decoded."""
-        return [r for r in self.results if r.status != "ok"]
-
-    @property
-    def events(self) -> list[Event]:
-        """All events of the run."""
-        return [e for r in self.results for e in r.events]
-
-    @property
-    def audio_seconds(self) -> float:
-        """Seconds of audio analysed."""
-        return sum(r.duration for r in self.results)
-
-    def counts_by_label(self) -> dict[str, tuple[int, float]]:
-        """Per label: number of events and their total duration in seconds, most frequent first."""
-        counts: dict[str, list[float]] = {}
-        for event in self.events:
-            entry = counts.setdefault(event.label, [0, 0.0])
-            entry[0] += 1
-            entry[1] += event.offset - event.onset
-        ordered = sorted(counts.items(), key=lambda kv: (-kv[1][0], kv[0]))
-        return {label: (int(n), total) for label, (n, total) in ordered}
-
-
-class Progress:
-    """Receives progress of a run; the CLI renders it. All methods are optional no-ops."""
-
-    def start(self, n_files: int, total_seconds: float | None) -> None:
-        """The run starts with this many files and (estimated) seconds of audio."""
-
-    def file_started(self, path: str) -> None:
-        """One file started."""
-
-    def advance(self, path: str, seconds_done_in_file: float) -> None:
-        """Seconds of audio of the current file scored so far."""
-
-    def file_done(self, result: FileResult) -> None:
-        """One file finished (any status)."""
-
-    def finish(self, summary: RunSummary) -> None:
-        """The run is over."""
-
-
-def run(
-    inputs: Sequence[str | Path],
-    out_dir: str | Path,
-    options: DetectOptions | None = None,
-    progress: Progress | None = None,
-    tagger: Tagger | None = None,
-    argv: Sequence[str] | None = None,
-) -> RunSummary:
-    """Detect events in every input file and write per-file and run-level outputs.
-
-    Writes ``OUT/files/...`` (events in each format, compressed framewise scores),
-    ``OUT/events.{csv,json,tsv}`` for the whole run, ``OUT/config.yaml`` (the effective options,
-    usable with ``--config``) and ``OUT/manifest.json`` (model, checkpoint sha256, every option,
-    package versions, per-file status). Every file is written atomically.
-
-    A bad file never raises (it is reported in its result); invalid options, including class
-    names unknown to the model, raise ``ValueError`` before anything is written.
-    """
-    options = options or DetectOptions()
-    options.validate()
-    progress = progress or Progress()
-    started_at = _dt.datetime.now(_dt.timezone.utc)
-    t0 = time.perf_counter()
-    files = collect_inputs(inputs)
-    jobs = min(options.jobs, max(len(files), 1))
-    threads = options.threads or default_threads(jobs)
-    # model and options before any output: a missing model or a bad class name writes nothing
-    if tagger is None:
-        tagger = load_model(options.model, checkpoint=options.checkpoint, threads=threads)
-    elif options.threads:
-        torch.set_num_threads(options.threads)
-    check_options(tagger, options)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    progress.start(len(files), _estimate_seconds(files))
-
-    results: list[FileResult] = []
-    if jobs == 1:
-        for file, root in files:
-            progress.file_started(str(file))
-            result = process_file(
-                tagger,
-                file,
-                output_stem(out, file, root),
-                options,
-                lambda s, f=str(file): progress.advance(f, s),
-            )
-            results.append(result)
-            progress.file_done(result)
-    else:
-        order = {str(f): i for i, (f, _) in enumerate(files)}
-        with ProcessPoolExecutor(
-            jobs,
-            initializer=_worker_init,
-            initargs=(options.model, options.checkpoint, threads),
-        ) as pool:
-            futures = [
-                pool.submit(_worker_run, str(f), str(output_stem(out, f, r)), options)
-                for f, r in files
-            ]
-            for future in as_completed(futures):
-                result = future.result()
-                results.append(result)
-                progress.file_done(result)
-        results.sort(key=lambda r: order[r.path])
-
-    all_events = [e for r in results for e in r.events]
-    meta = {"model": tagger.spec.name, "files": len(results)}
-    write_events_csv(out / "events.csv", all_events)
-    write_events_json(out / "events.json", all_events, meta=meta)
-    write_events_tsv(out / "events.tsv", all_events)
-    write_config(out / "config.yaml", options)
-    manifest = build_manifest(tagger, options, results, started_at, time.perf_counter() - t0, argv)
-    write_json(out / "manifest.json", manifest)
-    summary = RunSummary(out, results, time.perf_counter() - t0, manifest)
-    progress.finish(summary)
-    return summary
-
-
-def _estimate_seconds(files: Iterable[tuple[Path, Path]]) -> float | None:
-    total = 0.0
-    for file, _ in files:
-        try:
-            duration = probe(file).duration
-        except AudioError:
-            continue
-        total += duration or 0.0
-    return total or None
-
-
-def write_config(path: Path, options: DetectOptions) -> None:
-    """Write the effective options as YAML, loadable with ``earmark detect --config``."""
-    import yaml
-
-    from earmark.outputs import atomic_write_text
-
-    atomic_write_text(path, yaml.safe_dump(options.to_dict(), sort_keys=False))
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of earmark and the libraries that shape its results."""
-    versions = {"python": platform.python_version()}
-    for name in ("earmark", "torch", "numpy", "scipy", "av", "soxr"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def _custom_classes_entry(tagger: Tagger, options: DetectOptions) -> dict | None:
-    if not options.classes:
-        return None
-    from earmark.custom_classes import describe_custom_run
-
-    return describe_custom_run(tagger, options)
-
-
-def build_manifest(
-    tagger: Tagger,
-    options: DetectOptions,
-    results: Sequence[FileResult],
-    started_at: _dt.datetime,
-    seconds: float,
-    argv: Sequence[str] | None,
-) -> dict:
-    """Everything needed to understand and repeat a run."""
-    audio_seconds = sum(r.duration for r in results)
-    return {
-        "earmark_version": package_versions()["earmark"],
-        "created": started_at.isoformat(timespec="seconds"),
-        "command": list(argv) if argv is not None else None,
-        "reproduce": "earmark detect --config config.yaml "
-        + " ".join(r.path for r in results)
-        + " -o <out>",
-        "model": tagger.describe(),
-        "options": options.to_dict(),
-        "custom_classes": _custom_classes_entry(tagger, options),
-        "frame_hop_seconds": options.scoring.frame_hop,
-        "sample_rate": SAMPLE_RATE,
-        "versions": package_versions(),
-        "platform": {
-            "system": platform.platform(),
-            "machine": platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "executable": sys.executable,
-        },
-        "totals": {
-            "files": len(results),
-            "ok": sum(r.status == "ok" for r in results),
-            "partial": sum(r.status == "partial" for r in results),
-            "failed": sum(r.status == "failed" for r in results),
-            "audio_seconds": round(audio_seconds, 3),
-            "events": sum(len(r.events) for r in results),
-            "processing_seconds": round(seconds, 3),
-            "realtime_factor": round(audio_seconds / seconds, 1) if seconds > 0 else None,
-        },
-        "files": [r.to_dict() for r in results],
-    }

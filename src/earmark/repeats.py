@@ -896,9 +896,13 @@ def find_repeats(
 def cmd_repeats(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``earmark repeats``: recurring segments across files, written to the output folder."""
     from earmark.chapters import write_repeats
-    from earmark.pipeline import collect_inputs
+    from earmark.inputs import collect_inputs, printable
 
-    files = [str(f) for f, _ in collect_inputs(args.inputs)]
+    entries = collect_inputs(args.inputs)
+    unreadable = [f"{printable(e.path)}: {e.problem}" for e in entries if e.problem]
+    for reason in unreadable:
+        print(f"earmark: FAILED: {reason}", file=sys.stderr)
+    files = [str(e.path) for e in entries if e.problem is None]
     if len(files) < 2:
         print("earmark: repeats needs at least two files (episodes)", file=sys.stderr)
         return 2
@@ -952,7 +956,7 @@ def cmd_repeats(args: argparse.Namespace, argv: Sequence[str]) -> int:
         )
     for f in failed:
         print(f"earmark: FAILED: {f.error}", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or unreadable else 0
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

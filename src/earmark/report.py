@@ -127,6 +127,14 @@ def _locate(run_dir: Path, recorded: str | None) -> Path | None:
     return None
 
 
+def _recording(entry: dict, audio_dir: str | Path | None) -> str | None:
+    """Where a file's recording is: its path, or its stored name under ``audio_dir``."""
+    if audio_dir is None:
+        return entry["path"]
+    stored = (entry.get("audio") or {}).get("stored")
+    return str(Path(audio_dir) / Path(stored).name) if stored else None
+
+
 def _measure_now(path: str, scores_path: Path | None) -> SignalStats | None:
     """Levels of a file from a run made without ``--report``: decoded again and measured,
     saved next to its scores (``<stem>.signal.npz``) so the next report reads them. ``None``
@@ -165,8 +173,12 @@ def _labels_text(post: dict, custom: dict | None) -> str:
     return f"{trained}, with {audioset}" if custom.get("audioset") else trained
 
 
-def build_report(run_dir: str | Path) -> Report:
+def build_report(run_dir: str | Path, audio_dir: str | Path | None = None) -> Report:
     """Read a run folder and run every anomaly detector.
+
+    Levels missing from the run are measured on the recordings: at their manifest paths, or,
+    with ``audio_dir`` (the service), only at ``audio_dir/<stored name>``: a name a client
+    chose is then never opened as a path.
 
     Raises ``FileNotFoundError`` when there is no manifest, ``ValueError`` for unreadable files.
     """
@@ -201,7 +213,9 @@ def build_report(run_dir: str | Path) -> Report:
         if signal_path is not None:
             fr.signal = read_signal(signal_path)
         elif entry.get("status") in ("ok", "partial"):
-            fr.signal = _measure_now(path, _locate(run_dir, outputs.get("scores")))
+            source = _recording(entry, audio_dir)
+            if source is not None:
+                fr.signal = _measure_now(source, _locate(run_dir, outputs.get("scores")))
         scores_path = _locate(run_dir, outputs.get("scores"))
         if scores_path is not None:
             scores, hop, labels, _ = read_scores(scores_path)
@@ -462,6 +476,15 @@ def render_markdown(report: Report) -> str:
 
 
 # ---------------------------------------------------------------------------- HTML
+def script_hashes() -> list[str]:
+    """CSP sources (``'sha256-...'``) of the scripts a report runs, for servers that send it."""
+    import base64
+    import hashlib
+
+    digest = hashlib.sha256(_asset("report.js").encode("utf-8")).digest()
+    return [f"'sha256-{base64.b64encode(digest).decode('ascii')}'"]
+
+
 def _asset(name: str) -> str:
     from importlib import resources
 
@@ -749,7 +772,9 @@ def render_html(report: Report, pictures: bool = True) -> str:
         else:
             parts.append("<p>No events.</p>")
         parts.append("</section>")
-    data = json.dumps(timeline_data).replace("</", "<\\/")
+    from earmark.outputs import json_for_script
+
+    data = json_for_script(timeline_data)
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -766,11 +791,13 @@ def write_report(
     out: str | Path | None = None,
     pictures: bool = True,
     report: Report | None = None,
+    audio_dir: str | Path | None = None,
 ) -> tuple[Path, Path]:
-    """Build (unless given) and write ``report.html`` and ``report.md`` (default: in the run)."""
+    """Build (unless given) and write ``report.html`` and ``report.md`` (default: in the run);
+    ``audio_dir`` as for :func:`build_report`."""
     from earmark.outputs import atomic_write_text
 
-    report = report if report is not None else build_report(run_dir)
+    report = report if report is not None else build_report(run_dir, audio_dir)
     target = Path(out) if out is not None else Path(run_dir)
     target.mkdir(parents=True, exist_ok=True)
     html_path, md_path = target / REPORT_HTML, target / REPORT_MD

@@ -71,7 +71,7 @@ def parse_range(text: str, kind: type = float, name: str = "range") -> tuple[Any
 
 
 def _audio_files(folder: Path) -> list[Path]:
-    from earmark.pipeline import AUDIO_EXTENSIONS
+    from earmark.inputs import AUDIO_EXTENSIONS
 
     return sorted(
         p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS

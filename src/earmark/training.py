@@ -496,7 +496,7 @@ class TrainingData:
 
 def background_files(folder: str | Path) -> list[Path]:
     """Audio files under ``folder`` (recursively), sorted."""
-    from earmark.pipeline import AUDIO_EXTENSIONS
+    from earmark.inputs import AUDIO_EXTENSIONS
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -907,8 +907,8 @@ def train(
     """Cross-validate, fit and save a custom-class head (see the module docstring)."""
     import dataclasses
 
+    from earmark.batch import package_versions
     from earmark.outputs import atomic_write_text, write_json
-    from earmark.pipeline import package_versions
 
     config = config or TrainConfig()
     config.validate()

@@ -3,6 +3,7 @@ in-process on SQLite (no worker: jobs stay queued)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,8 @@ def test_db_keys_and_worker_check_commands(
     monkeypatch.delenv("EARMARK_BROKER_URL", raising=False)
     assert main(["db", "upgrade"]) == 0
     assert "at revision 0001" in capsys.readouterr().out
+    assert main(["keys", "create", "x" * 101]) == 2
+    assert "1 to 100 characters" in capsys.readouterr().err
     assert main(["keys", "create", "carol", "--json"]) == 0
     created = json.loads(capsys.readouterr().out)
     assert created["key"].startswith("em_") and len(created["key"]) > 40
@@ -189,3 +192,78 @@ def test_readiness_reports_unreachable_database_and_broker(tmp_path: Path) -> No
         assert checks["broker"].startswith("unreachable")
         down = http.get("/v1/jobs", headers={"X-API-Key": KEY})
         assert down.status_code == 503 and "database is unavailable" in down.json()["detail"]
+
+
+def test_abandoned_uploads_are_swept_at_start(tmp_path: Path) -> None:
+    import os
+
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    old, fresh = spool / "tmpold.upload", spool / "tmpfresh.upload"
+    old.write_bytes(b"\0" * 1024)
+    fresh.write_bytes(b"\0" * 1024)
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    with make_client(tmp_path) as http:
+        assert http.get("/healthz").status_code == 200
+        deadline = time.monotonic() + 30
+        while old.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert not old.exists()  # an API process died while receiving it, long ago
+    assert fresh.exists()  # another process may still be receiving this one
+
+
+def test_unavailable_model_is_refused_by_name(tmp_path: Path, fixtures_dir: Path) -> None:
+    body = (fixtures_dir / "esc10_dog_1-100032-A.ogg").read_bytes()
+    with make_client(tmp_path) as http:
+        auth = {"X-API-Key": KEY}
+        for model, words in (("mn10_as", "file is missing"), ("nope", "unknown")):
+            response = http.post(
+                "/v1/jobs", headers=auth, files={"files": ("d.ogg", body)}, data={"model": model}
+            )
+            assert response.status_code == 422, response.text
+            assert model in response.json()["detail"] and words in response.json()["detail"]
+
+
+def test_browser_headers_and_host_origin_checks(tmp_path: Path) -> None:
+    with make_client(tmp_path) as http:
+        page = http.get("/")
+        assert page.status_code == 200
+        for response in (page, http.get("/v1/config"), http.get("/healthz")):
+            csp = response.headers["content-security-policy"]
+            assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert response.headers["x-frame-options"] == "DENY"
+    # without authentication: only loopback host names (DNS rebinding gets nothing)
+    with make_client(tmp_path, EARMARK_AUTH="none") as http:
+        # and a page on another site cannot make a visitor's browser submit jobs
+        forged = http.post(
+            "/v1/jobs",
+            headers={"Host": "localhost:8000", "Origin": "https://evil.example"},
+            files={"files": ("a.ogg", b"OggS")},
+        )
+        assert forged.status_code == 403 and "cross-site" in forged.json()["detail"]
+        rebound = http.get("/v1/config", headers={"Host": "attacker.example"})
+        assert rebound.status_code == 403 and "EARMARK_ALLOWED_HOSTS" in rebound.json()["detail"]
+        assert http.get("/v1/config", headers={"Host": "localhost:8000"}).status_code == 200
+        assert http.get("/v1/config", headers={"Host": "127.0.0.1"}).status_code == 200
+    with make_client(tmp_path, EARMARK_AUTH="none", EARMARK_ALLOWED_HOSTS="box.lan") as http:
+        assert http.get("/v1/config", headers={"Host": "box.lan:8000"}).status_code == 200
+
+
+def test_report_policy_allows_exactly_its_script(tmp_path: Path) -> None:
+    import base64
+    import hashlib
+
+    from importlib import resources
+
+    from earmark.report import script_hashes
+
+    script = resources.files("earmark").joinpath("data", "report", "report.js").read_text()
+    digest = hashlib.sha256(script.encode()).digest()
+    assert script_hashes() == [f"'sha256-{base64.b64encode(digest).decode()}'"]
+    from earmark.service.security import browser_headers
+
+    csp = browser_headers("/v1/jobs/abc/report", script_hashes())["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and script_hashes()[0] in csp
+    assert "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]

@@ -133,6 +133,53 @@ def test_bad_uploads_get_clear_4xx_and_the_service_keeps_serving(
     assert not list((storage / "tmp").glob("*.upload")), "spooled uploads left behind"
 
 
+def test_same_and_hostile_names_stay_apart_and_reports_use_stored_audio(
+    api, worker, fixtures_dir: Path
+) -> None:
+    dog, rooster = (fixtures_dir / name for name in SHORT[:2])
+    files = [
+        ("files", ("x.ogg", dog.read_bytes())),
+        ("files", ("X.ogg", rooster.read_bytes())),  # the same name, for a case-blind disk
+        ("files", ("a\x00b\x1b.ogg", dog.read_bytes())),  # NUL and ESC in a name
+    ]
+    boundary = "earmark-test-boundary"
+    body = b"".join(  # by hand: HTTP clients escape a NUL in a name, an attacker does not
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="'.encode()
+        + name.encode()
+        + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        + data
+        + b"\r\n"
+        for _, (name, data) in files
+    ) + f"--{boundary}--\r\n".encode()
+    with client(api, ALICE) as http:
+        response = http.post(
+            "/v1/jobs",
+            content=body,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        assert response.status_code == 201, response.text
+        job = response.json()["id"]
+        status = wait_job(http, job)
+        assert status["state"] == "done", status
+        assert [f["name"] for f in status["files"]] == ["x.ogg", "X (2).ogg", "a_b_.ogg"]
+        events = [
+            http.get(f"/v1/jobs/{job}/events", params={"file": i}).json()["events"]
+            for i in range(3)
+        ]
+        assert {e["file"] for e in events[0]} == {"x.ogg"}
+        assert {e["file"] for e in events[1]} == {"X (2).ogg"}
+        assert "Dog" in {e["label"] for e in events[0]}
+        assert "Dog" not in {e["label"] for e in events[1]}
+        report = http.get(f"/v1/jobs/{job}/report")
+        assert report.status_code == 200
+        # levels and spectrograms measured on the job's stored audio, for every file
+        assert report.text.count("data:image/png;base64,") >= 2 * 3
+        # a model the service lists but does not have is refused at once, by name
+        refused = http.post("/v1/jobs", files=files[:1], data={"model": "mn10_as"})
+        assert refused.status_code == 422 and "mn10_as" in refused.json()["detail"]
+        assert "mn04_as" in refused.json()["detail"]
+
+
 def test_fifty_concurrent_submissions_complete(api, worker, fixtures_dir: Path) -> None:
     body = (fixtures_dir / SHORT[0]).read_bytes()
 

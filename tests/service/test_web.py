@@ -102,3 +102,42 @@ def test_embedded_mode_runs_without_redis_or_postgres(embedded, fixtures_dir: Pa
         jobs = http.get("/v1/jobs").json()
         assert jobs["total"] >= 1 and jobs["jobs"][0]["state"] == "done"
         assert 'earmark_jobs{state="done"}' in http.get("/metrics").text
+
+
+def test_limits_hold_on_decoded_audio_not_on_headers(
+    model_dir: Path, fixtures_dir: Path, tmp_path: Path, artifacts: Path
+) -> None:
+    """A FLAC whose header claims 1 s but holds 100 s: accepted by its header, stopped at the
+    limit while it is decoded, the job ends with the cause (embedded mode)."""
+    import numpy as np
+    import soundfile as sf
+    from servers import wait_job
+
+    x, sr = sf.read(fixtures_dir / "pyannote_sample.wav", dtype="int16")
+    audio = np.concatenate([x[: 5 * sr], np.zeros(95 * sr, dtype=np.int16)])  # small as FLAC
+    path = tmp_path / "liar.flac"
+    sf.write(path, audio, sr, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    packed = int.from_bytes(data[18:26], "big")  # STREAMINFO: total samples, 36 bits
+    data[18:26] = ((packed & ~((1 << 36) - 1)) | sr).to_bytes(8, "big")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EARMARK_")}
+    env.update(
+        EARMARK_STORAGE_DIR=str(tmp_path / "storage"),
+        EARMARK_MODEL_DIR=str(model_dir),
+        EARMARK_AUTH="none",
+        EARMARK_MAX_AUDIO_SECONDS="60",
+        EARMARK_WORKER_THREADS="1",
+        EARMARK_LOG_LEVEL="warning",
+    )
+    server = Server(env, [], artifacts / "limits.log")
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as http:
+            response = http.post("/v1/jobs", files={"files": ("liar.flac", bytes(data))})
+            assert response.status_code == 201, response.text  # the header says 1 s
+            status = wait_job(http, response.json()["id"])
+            assert status["files"][0]["state"] == "failed", status
+            error = status["files"][0]["error"]
+            assert "limit of 60 s" in error and "EARMARK_MAX_AUDIO_SECONDS" in error
+            assert str(tmp_path) not in error  # the client sees its own name, not server paths
+    finally:
+        stop(server.proc)

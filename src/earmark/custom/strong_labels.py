@@ -113,7 +113,7 @@ def read_label_file(path: str | Path, file: str | None = None) -> list[RefEvent]
 
 
 def _audio_extensions() -> frozenset[str]:
-    from earmark.pipeline import AUDIO_EXTENSIONS
+    from earmark.inputs import AUDIO_EXTENSIONS
 
     return AUDIO_EXTENSIONS
 

@@ -33,8 +33,11 @@ from earmark.service.security import (
     RateLimiter,
     UploadError,
     authenticate,
+    browser_headers,
     check_audio,
     ensure_key,
+    host_problem,
+    upload_name,
 )
 from earmark.service.settings import QUEUE_NAME, Settings, SettingsError
 from earmark.service.storage import Storage
@@ -315,6 +318,20 @@ def _split(value: str | None) -> list[str] | None:
     return items or None
 
 
+def check_model(model: str | None) -> None:
+    """422 naming the model when it is unknown or its file is not where the service looks."""
+    from earmark import assets
+
+    if model is None:
+        return
+    available = [r["name"] for r in assets.list_models() if r["path"] is not None]
+    if model not in available:
+        known = "known but its file is missing here" if model in assets.MODELS else "unknown"
+        raise HTTPException(
+            422, f"model {model!r} is {known}; available models: {', '.join(available)}"
+        )
+
+
 def job_options(
     model: str | None,
     threshold: float | None,
@@ -400,6 +417,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with db.session() as session:
                 for name, secret in settings.bootstrap_keys:
                     ensure_key(session, name, secret)
+        storage.sweep_uploads()  # what an API process that died while receiving left behind
         prepared.append(True)
 
     async def prepare_until_done() -> None:
@@ -460,10 +478,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers={"Retry-After": "5"},
         )
 
+    from earmark.report import script_hashes
+
+    report_scripts = script_hashes()
+
     @app.middleware("http")
     async def measure(request: Request, call_next: Any) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
+        refused = host_problem(
+            request.headers.get("host"),
+            request.headers.get("origin"),
+            request.method,
+            settings.auth,
+            settings.allowed_hosts,
+        )
+        if refused is not None:
+            response: Response = JSONResponse({"detail": refused}, status_code=403)
+        else:
+            response = await call_next(request)
+        response.headers.update(browser_headers(request.url.path, report_scripts))
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
         latency.labels(request.method, path, str(response.status_code)).observe(
@@ -574,10 +607,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tmp_dir = storage.upload_tmp_dir()
         accepted: list[tuple[UploadFile, Path, Any]] = []
         total = 0
+        taken: set[str] = set()
         try:
             for upload in uploads:
-                name = os.path.basename((upload.filename or "upload").replace("\\", "/"))[:200]
-                name = name or "upload"
+                name = upload_name(upload.filename, taken)
                 fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, suffix=".upload")
                 tmp = Path(tmp_name)
                 accepted.append((upload, tmp, None))
@@ -725,6 +758,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             model, threshold, off_threshold, median_filter, min_duration, merge_gap,
             labels, exclude, group_by, class_thresholds, scoring,
         )  # fmt: skip
+        check_model(model)
         if classes is not None:
             try:
                 settings.custom_model(classes)

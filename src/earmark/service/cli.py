@@ -209,7 +209,11 @@ def cmd_keys(args: argparse.Namespace, argv: Any = None) -> int:
         db.upgrade()
     with db.session() as session:
         if args.keys_command == "create":
-            key, secret = create_key(session, args.name, admin=args.admin)
+            try:
+                key, secret = create_key(session, args.name, admin=args.admin)
+            except ValueError as exc:
+                print(f"earmark: {exc}", file=sys.stderr)
+                return EXIT_USAGE
             if args.json:
                 print(json.dumps({"id": key.id, "name": key.name, "key": secret}))
             else:
@@ -258,7 +262,7 @@ def detect_via_queue(
     (``EARMARK_DATABASE_URL``, ``EARMARK_STORAGE_DIR``)."""
     import dataclasses
 
-    from earmark.pipeline import collect_inputs
+    from earmark.inputs import collect_inputs, printable
     from earmark.service import jobs
     from earmark.service.security import UploadError, check_audio
     from earmark.service.settings import QUEUE_NAME
@@ -272,7 +276,11 @@ def detect_via_queue(
     storage = Storage(settings.storage_dir)
     storage.ensure()
     items, rejected = [], []
-    for path, _root in collect_inputs(inputs):
+    for entry in collect_inputs(inputs):
+        path = entry.path
+        if entry.problem:
+            rejected.append(f"{printable(path)}: {entry.problem}")
+            continue
         try:
             checked = check_audio(path, str(path), settings.max_audio_seconds)
         except (UploadError, OSError) as exc:

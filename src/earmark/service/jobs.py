@@ -246,7 +246,8 @@ def _process_claimed(
     db: Database, storage: Storage, settings: Settings, job_id: str, me: str
 ) -> Outcome:
     from earmark.config import ConfigError, build_options, normalise
-    from earmark.pipeline import check_options, output_stem, process_file
+    from earmark.inputs import Input, output_stems
+    from earmark.pipeline import check_options, process_file
 
     with db.session() as session:
         job = session.get(Job, job_id)
@@ -267,22 +268,43 @@ def _process_claimed(
         check_options(tagger, options)
     except (ConfigError, ValueError, KeyError) as exc:
         return _finish(db, storage, job_id, me, error=f"invalid options: {exc}")
+    except (OSError, RuntimeError) as exc:  # the model cannot be loaded here: say so, end the job
+        return _finish(db, storage, job_id, me, error=f"cannot load the model: {exc}")
+
+    from earmark.audio import AudioError
 
     audio_dir = storage.audio_dir(job_id)
     out = storage.results_dir(job_id)
+    deadline = time.monotonic() + settings.task_time_limit
     for file_id, _index, name, stored, _duration in files:
         path = storage.audio_path(job_id, stored)
         _renew(db, job_id, me, settings.lease_seconds, file_id=file_id, state="running")
         last = [time.monotonic()]
 
-        def progress(seconds: float, file_id: int = file_id, last: list = last) -> None:
+        def progress(
+            seconds: float, file_id: int = file_id, last: list = last, path: Path = path
+        ) -> None:
+            # limits hold on the decoded audio, whatever the container's header declared
+            if seconds > settings.max_audio_seconds:
+                raise AudioError(
+                    str(path),
+                    f"decodes to more than the limit of {settings.max_audio_seconds:g} s"
+                    " (EARMARK_MAX_AUDIO_SECONDS); stopped there",
+                )
             now = time.monotonic()
+            if settings.task_time_limit and now > deadline:
+                raise AudioError(
+                    str(path),
+                    f"the job ran past its time limit of {settings.task_time_limit} s"
+                    " (EARMARK_TASK_TIME_LIMIT); stopped",
+                )
             if now - last[0] >= HEARTBEAT_SECONDS:
                 last[0] = now
                 lease = settings.lease_seconds
                 _renew(db, job_id, me, lease, file_id=file_id, seconds_done=seconds)
 
-        result = process_file(tagger, path, output_stem(out, path, audio_dir), options, progress)
+        stem = output_stems(out, [Input(path, audio_dir)])[0]
+        result = process_file(tagger, path, stem, options, progress)
         _record_file(db, job_id, me, file_id, name, str(path), result)
     return _finish(db, storage, job_id, me, tagger=tagger, options=options)
 
@@ -420,8 +442,9 @@ def _write_run_outputs(
     storage: Storage, job: Job, rows: list[JobFile], events: list[Any], tagger: Any, options: Any
 ) -> None:
     """The results folder in the layout of ``earmark detect -o`` (events, config, manifest)."""
+    from earmark.batch import build_manifest, write_config
     from earmark.outputs import write_events_csv, write_events_json, write_events_tsv, write_json
-    from earmark.pipeline import FileResult, build_manifest, write_config
+    from earmark.pipeline import FileResult
 
     out = storage.results_dir(job.id)
     out.mkdir(parents=True, exist_ok=True)
@@ -441,7 +464,7 @@ def _write_run_outputs(
             duration=f.duration or 0.0,
             error=f.error,
             warnings=list(f.warnings or []),
-            info=dict(f.audio_info or {}),
+            info={**(f.audio_info or {}), "stored": f.stored},
             seconds=f.processing_seconds or 0.0,
             outputs=_file_outputs(out, f.stored),
         )
@@ -500,7 +523,7 @@ def render_report(storage: Storage, job_id: str) -> Path:
     if not html.is_file():
         with _REPORT_LOCK:
             if not html.is_file():
-                write_report(out)
+                write_report(out, audio_dir=storage.audio_dir(job_id))
     return html
 
 

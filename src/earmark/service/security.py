@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 import threading
 import time
@@ -175,6 +176,99 @@ class CheckedAudio:
     format: str
     duration: float | None
     info: dict
+
+
+PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:;"
+    " style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self';"
+    " frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+)
+"""Content-Security-Policy of the web page and the API's answers."""
+DOCS_POLICY = (
+    "default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com;"
+    " style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net;"
+    " script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; connect-src 'self';"
+    " frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+"""Content-Security-Policy of ``/docs`` and ``/redoc`` (their viewers load from a CDN)."""
+
+
+def browser_headers(path: str, report_scripts: list[str]) -> dict[str, str]:
+    """Headers every answer carries: no sniffing, no framing, no referrer, and a CSP.
+
+    Reports (self-contained HTML with inline style and one script) get a policy that allows
+    exactly that script (by hash) and nothing from elsewhere.
+    """
+    if path.endswith("/report"):
+        policy = (
+            "default-src 'none'; img-src data:; style-src 'unsafe-inline';"
+            f" script-src {' '.join(report_scripts)}; frame-ancestors 'none'; base-uri 'none'"
+        )
+    elif path in ("/docs", "/redoc"):
+        policy = DOCS_POLICY
+    else:
+        policy = PAGE_POLICY
+    return {
+        "Content-Security-Policy": policy,
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+        "Cross-Origin-Opener-Policy": "same-origin",
+    }
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
+"""Host names a service without authentication answers to (besides EARMARK_ALLOWED_HOSTS)."""
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def host_problem(
+    host: str | None, origin: str | None, method: str, auth: str, allowed: tuple[str, ...]
+) -> str | None:
+    """Why a request must be refused for its ``Host`` or ``Origin`` header (else ``None``).
+
+    Without authentication, only loopback names and ``allowed`` are answered (a DNS-rebinding
+    page gets nothing), and a state-changing request sent by a browser from another site (its
+    ``Origin`` is not this host nor an allowed one) is refused. With keys, a request needs the
+    key in a header, which a page on another site cannot add without CORS (``cors_origins``).
+    """
+    if auth != "none":
+        return None
+    name = (host or "").strip().lower()
+    bare = name.rsplit(":", 1)[0] if not name.endswith("]") else name
+    if name.startswith("[") and "]:" in name:
+        bare = name.split("]:")[0] + "]"
+    names = {n.lower() for n in allowed}
+    if bare not in LOOPBACK_NAMES and bare not in names:
+        return (
+            f"host {host!r} is not served: without authentication only loopback names and"
+            " EARMARK_ALLOWED_HOSTS are"
+        )
+    if origin and method.upper() in UNSAFE_METHODS:
+        from urllib.parse import urlsplit
+
+        origin_host = (urlsplit(origin).netloc or "").lower()
+        if origin_host != name and origin.rstrip("/").lower() not in names:
+            return f"cross-site request from {origin!r} refused"
+    return None
+
+
+def upload_name(raw: str | None, taken: set[str]) -> str:
+    """A client's file name made safe to show and store: its last path part, control
+    characters (NUL included) replaced, at most 200 characters, and unique within ``taken``
+    (``x (2).ogg`` for a second ``x.ogg``), which it joins."""
+    name = os.path.basename((raw or "").replace("\\", "/"))
+    name = "".join(ch if ch.isprintable() else "_" for ch in name)
+    name = name.encode("utf-8", "replace").decode("utf-8")[:200].strip() or "upload"
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:
+        stem, dot, ext = name, "", ""
+    unique, n = name, 1
+    while unique.casefold() in taken:
+        n += 1
+        unique = f"{stem} ({n}){dot}{ext}"
+    taken.add(unique.casefold())
+    return unique
 
 
 def check_audio(path: Path, name: str, max_seconds: float) -> CheckedAudio:

@@ -67,6 +67,9 @@ class Settings:
     max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS
     sync_max_seconds: float = DEFAULT_SYNC_MAX_SECONDS
     cors_origins: tuple[str, ...] = ()
+    #: Host names (and origins) besides loopback this service answers to without authentication,
+    #: and origins whose browsers may send it jobs (``EARMARK_ALLOWED_HOSTS``, comma-separated).
+    allowed_hosts: tuple[str, ...] = ()
     log_level: str = "info"
     auto_migrate: bool = True
     rate_limit: int = DEFAULT_RATE_LIMIT
@@ -158,6 +161,12 @@ class Settings:
             max_audio_seconds=max_audio,
             sync_max_seconds=_float(env, "EARMARK_SYNC_MAX_SECONDS", DEFAULT_SYNC_MAX_SECONDS),
             cors_origins=origins,
+            allowed_hosts=tuple(
+                h.strip()
+                for h in (env.get("EARMARK_ALLOWED_HOSTS") or "").split(",")
+                if h.strip()
+            )
+            + origins,
             log_level=(env.get("EARMARK_LOG_LEVEL") or "info").lower(),
             auto_migrate=_flag(env, "EARMARK_AUTO_MIGRATE", True),
             rate_limit=_int(env, "EARMARK_RATE_LIMIT", DEFAULT_RATE_LIMIT),

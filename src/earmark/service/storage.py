@@ -12,9 +12,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+STALE_UPLOAD_SECONDS = 3600.0
+"""A spooled upload untouched this long was abandoned (an API process died while receiving)."""
 
 
 class Storage:
@@ -59,6 +62,21 @@ class Storage:
     def delete_job(self, job_id: str) -> None:
         """Remove every file of a job."""
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def sweep_uploads(self, older_than: float = STALE_UPLOAD_SECONDS) -> int:
+        """Remove spooled uploads abandoned for ``older_than`` seconds; how many were removed."""
+        folder = self.root / "tmp"
+        if not folder.is_dir():
+            return 0
+        limit, removed = time.time() - older_than, 0
+        for path in folder.iterdir():
+            try:
+                if path.is_file() and path.stat().st_mtime < limit:
+                    path.unlink()
+                    removed += 1
+            except OSError:  # another process took it meanwhile
+                continue
+        return removed
 
     def ensure(self) -> None:
         """Create the storage directory and check it is writable."""

@@ -1,0 +1,262 @@
+"""Fault injection: ``earmark detect`` (the real command, in a child process) under the faults
+users and disks produce; a table of cases, results kept, results lost and tracebacks.
+
+Each case puts good recordings beside the fault and counts the good files whose results are
+all there afterwards (kept) and those that are not (lost, must be 0), plus any traceback on the
+terminal (must be 0). Cases: a non-UTF-8 name, 255-byte names, one base name in two folders,
+broken and looping links and a FIFO, a header that lies about the duration, an earlier run in
+the output folder (resumed), a full disk and a read-only output folder (small tmpfs mounts: need
+root, else reported as not run), and a worker process killed during ``--jobs 2``.
+
+Writes ``benchmarks/results/faults.json``; exits 1 if anything was lost or a traceback shown.
+
+    python -m benchmarks.faults
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from benchmarks.common import SHARED, save_result
+
+FIXTURES = SHARED / "audio" / "fixtures"
+CLIPS = ("esc10_dog_1-100032-A.ogg", "esc10_rooster_1-26806-A.ogg", "pyannote_sample.wav")
+
+
+def earmark(*args: str | os.PathLike, kill_worker_after: float | None = None) -> tuple[int, str]:
+    """Run ``earmark detect``; with ``kill_worker_after``, SIGKILL one worker process then."""
+    command = [sys.executable, "-m", "earmark.cli", "detect", "-q", *map(os.fsdecode, args)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if kill_worker_after is not None:
+        time.sleep(kill_worker_after)
+        children = subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+        ).stdout.split()
+        if children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(children[0]), signal.SIGKILL)
+    _, err = proc.communicate(timeout=900)
+    return proc.returncode, err.decode("utf-8", "backslashreplace")
+
+
+def good_files(folder: Path, n: int = 3) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        source = FIXTURES / CLIPS[i % len(CLIPS)]
+        paths.append(folder / f"good{i}{source.suffix}")
+        shutil.copy(source, paths[-1])
+    return paths
+
+
+def kept(out: Path, good: list[Path]) -> int:
+    """Good files with status ok, events counted and every output present."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    names = {os.fsdecode(p.name) for p in good}
+    n = 0
+    for entry in manifest.get("files", []):
+        if Path(entry["path"]).name in names and entry["status"] == "ok":
+            outputs = entry.get("outputs") or {}
+            n += bool(outputs) and all(Path(p).is_file() for p in outputs.values())
+    return n
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, options: str) -> Iterator[Path | None]:
+    if os.geteuid() != 0:
+        yield None
+        return
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+# ---------------------------------------------------------------------------- cases
+def case_non_utf8(work: Path) -> tuple[list[Path], int, str, Path]:
+    good = good_files(work / "in")
+    odd = Path(os.fsdecode(os.fsencode(work / "in") + b"/bad_\xff\xfe_name.ogg"))
+    shutil.copy(FIXTURES / CLIPS[0], odd)
+    code, err = earmark(work / "in", "-o", work / "out")
+    return [*good, odd], code, err, work / "out"
+
+
+def case_long_names(work: Path) -> tuple[list[Path], int, str, Path]:
+    (work / "in").mkdir()
+    good = []
+    for i, stem in enumerate(("a" * 251, "é" * 120 + "b" * 11, "c" * 200)):
+        good.append(work / "in" / f"{stem}.ogg")
+        shutil.copy(FIXTURES / CLIPS[i % 2], good[-1])
+    code, err = earmark(work / "in", "-o", work / "out")
+    return good, code, err, work / "out"
+
+
+def case_duplicate_names(work: Path) -> tuple[list[Path], int, str, Path]:
+    good = []
+    for sub, clip in (("a", CLIPS[0]), ("b", CLIPS[1])):
+        (work / sub).mkdir()
+        good.append(work / sub / "x.ogg")
+        shutil.copy(FIXTURES / clip, good[-1])
+    code, err = earmark(*good, "-o", work / "out")
+    outputs = {
+        entry["outputs"].get("json")
+        for entry in json.loads((work / "out" / "manifest.json").read_text())["files"]
+    }
+    if len(outputs) != 2:  # one overwrote the other: only one kept
+        good = good[:1]
+    return good, code, err, work / "out"
+
+
+def case_links_and_fifo(work: Path) -> tuple[list[Path], int, str, Path]:
+    good = good_files(work / "in")
+    (work / "in" / "dangling.ogg").symlink_to(work / "gone.ogg")
+    (work / "in" / "loop.ogg").symlink_to(work / "in" / "loop.ogg")
+    os.mkfifo(work / "pipe.wav")
+    code, err = earmark(work / "in", work / "pipe.wav", "-o", work / "out")
+    return good, code, err, work / "out"
+
+
+def case_lying_header(work: Path) -> tuple[list[Path], int, str, Path]:
+    good = good_files(work / "in")
+    x, sr = sf.read(FIXTURES / "pyannote_sample.wav", dtype="int16")
+    liar = work / "in" / "liar.flac"
+    sf.write(liar, np.tile(x, 4), sr, subtype="PCM_16")
+    data = bytearray(liar.read_bytes())
+    packed = int.from_bytes(data[18:26], "big")
+    data[18:26] = ((packed & ~((1 << 36) - 1)) | sr).to_bytes(8, "big")  # "1 second"
+    liar.write_bytes(bytes(data))
+    code, err = earmark(work / "in", "-o", work / "out")
+    entry = next(
+        e
+        for e in json.loads((work / "out" / "manifest.json").read_text())["files"]
+        if e["path"].endswith("liar.flac")
+    )
+    warned = any("declares 1.0 s" in w for w in entry["warnings"]) and entry["duration"] > 100
+    return [*good, liar] if warned else good, code, err, work / "out"
+
+
+def case_resume(work: Path) -> tuple[list[Path], int, str, Path]:
+    good = good_files(work / "in")
+    earmark(work / "in", "-o", work / "out")
+    for path in (work / "out" / "files").glob("good1.*"):
+        path.unlink()  # as if the run had been interrupted
+    refused, _ = earmark(work / "in", "-o", work / "out")
+    code, err = earmark(work / "in", "-o", work / "out", "--resume")
+    return good, (code if refused == 2 else 99), err, work / "out"
+
+
+def case_full_disk(work: Path) -> tuple[list[Path], int, str, Path] | None:
+    good = good_files(work / "in", 6)
+    with tmpfs(work / "small", "size=160k") as small:
+        if small is None:
+            return None
+        code, err = earmark(work / "in", "-o", small / "out")
+        # a good file counts as kept if all its outputs fit, as lost if it is reported ok
+        # without them; files that failed for lack of space are named, not lost
+        manifest = json.loads((small / "out" / "manifest.json").read_text())
+        failed_for_space = {
+            Path(e["path"]).name
+            for e in manifest["files"]
+            if e["status"] == "failed" and "No space left" in (e["error"] or "")
+        }
+        reported = [p for p in good if p.name not in failed_for_space]
+        return reported, code, err, small / "out"
+
+
+def case_read_only(work: Path) -> tuple[list[Path], int, str, Path] | None:
+    good_files(work / "in")
+    with tmpfs(work / "ro", "ro,size=64k") as ro:
+        if ro is None:
+            return None
+        code, err = earmark(work / "in", "-o", ro / "out")
+        clear = code == 2 and "Read-only file system" in err
+        return [], (0 if clear else 99), err, ro / "out"
+
+
+def case_killed_worker(work: Path) -> tuple[list[Path], int, str, Path]:
+    good = good_files(work / "in", 2)
+    x, sr = sf.read(FIXTURES / "pyannote_sample.wav", dtype="int16")
+    for i in range(4):
+        good.append(work / "in" / f"long{i}.wav")
+        sf.write(good[-1], np.tile(x, 20), sr, subtype="PCM_16")
+    code, err = earmark(work / "in", "-o", work / "out", "--jobs", "2", kill_worker_after=6.0)
+    return good, code, err, work / "out"
+
+
+CASES: dict[str, Callable[[Path], tuple[list[Path], int, str, Path] | None]] = {
+    "non-UTF-8 name": case_non_utf8,
+    "255-byte names": case_long_names,
+    "same name in two folders": case_duplicate_names,
+    "broken/looping links, FIFO": case_links_and_fifo,
+    "header lies about duration": case_lying_header,
+    "earlier run: refused, then --resume": case_resume,
+    "full disk (tmpfs)": case_full_disk,
+    "read-only output folder": case_read_only,
+    "worker killed (--jobs 2)": case_killed_worker,
+}
+
+
+def main() -> dict:
+    rows = []
+    for name, case in CASES.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.perf_counter()
+            outcome = case(Path(tmp))
+            if outcome is None:
+                rows.append({"case": name, "run": False, "why": "needs root to mount a tmpfs"})
+                continue
+            good, code, err, out = outcome
+            n_kept = kept(out, good) if good else 0
+            rows.append(
+                {
+                    "case": name,
+                    "run": True,
+                    "exit_code": code,
+                    "good_files": len(good),
+                    "kept": n_kept,
+                    "lost": len(good) - n_kept,
+                    "tracebacks": err.count("Traceback"),
+                    "seconds": round(time.perf_counter() - started, 1),
+                    "stderr_first_line": err.strip().splitlines()[0] if err.strip() else "",
+                }
+            )
+    width = max(len(r["case"]) for r in rows)
+    print(f"{'case':<{width}}  exit  kept  lost  tracebacks")
+    for r in rows:
+        if not r["run"]:
+            print(f"{r['case']:<{width}}  not run: {r['why']}")
+            continue
+        print(
+            f"{r['case']:<{width}}  {r['exit_code']:>4}  {r['kept']:>4}  {r['lost']:>4}"
+            f"  {r['tracebacks']:>10}"
+        )
+    lost = sum(r.get("lost", 0) for r in rows)
+    tracebacks = sum(r.get("tracebacks", 0) for r in rows)
+    bad_codes = [r["case"] for r in rows if r.get("exit_code") in (3, 99)]
+    print(f"total: lost {lost}, tracebacks {tracebacks}, unexpected exits {bad_codes or 0}")
+    result = {"cases": rows, "lost": lost, "tracebacks": tracebacks, "unexpected": bad_codes}
+    save_result("faults", result)
+    return result
+
+
+if __name__ == "__main__":
+    outcome = main()
+    sys.exit(1 if outcome["lost"] or outcome["tracebacks"] or outcome["unexpected"] else 0)

@@ -254,7 +254,6 @@ def test_browser_headers_and_host_origin_checks(tmp_path: Path) -> None:
 def test_report_policy_allows_exactly_its_script(tmp_path: Path) -> None:
     import base64
     import hashlib
-
     from importlib import resources
 
     from earmark.report import script_hashes

@@ -143,14 +143,17 @@ def test_same_and_hostile_names_stay_apart_and_reports_use_stored_audio(
         ("files", ("a\x00b\x1b.ogg", dog.read_bytes())),  # NUL and ESC in a name
     ]
     boundary = "earmark-test-boundary"
-    body = b"".join(  # by hand: HTTP clients escape a NUL in a name, an attacker does not
-        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="'.encode()
-        + name.encode()
-        + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
-        + data
-        + b"\r\n"
-        for _, (name, data) in files
-    ) + f"--{boundary}--\r\n".encode()
+    body = (
+        b"".join(  # by hand: HTTP clients escape a NUL in a name, an attacker does not
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="'.encode()
+            + name.encode()
+            + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            + data
+            + b"\r\n"
+            for _, (name, data) in files
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
     with client(api, ALICE) as http:
         response = http.post(
             "/v1/jobs",

@@ -162,9 +162,7 @@ class Settings:
             sync_max_seconds=_float(env, "EARMARK_SYNC_MAX_SECONDS", DEFAULT_SYNC_MAX_SECONDS),
             cors_origins=origins,
             allowed_hosts=tuple(
-                h.strip()
-                for h in (env.get("EARMARK_ALLOWED_HOSTS") or "").split(",")
-                if h.strip()
+                h.strip() for h in (env.get("EARMARK_ALLOWED_HOSTS") or "").split(",") if h.strip()
             )
             + origins,
             log_level=(env.get("EARMARK_LOG_LEVEL") or "info").lower(),

@@ -31,6 +31,7 @@ import numpy as np
 import soundfile as sf
 
 from benchmarks.common import SHARED, save_result
+from earmark.inputs import printable
 
 FIXTURES = SHARED / "audio" / "fixtures"
 CLIPS = ("esc10_dog_1-100032-A.ogg", "esc10_rooster_1-26806-A.ogg", "pyannote_sample.wav")
@@ -68,7 +69,7 @@ def kept(out: Path, good: list[Path]) -> int:
         manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return 0
-    names = {os.fsdecode(p.name) for p in good}
+    names = {printable(p.name) for p in good}
     n = 0
     for entry in manifest.get("files", []):
         if Path(entry["path"]).name in names and entry["status"] == "ok":
@@ -163,7 +164,7 @@ def case_resume(work: Path) -> tuple[list[Path], int, str, Path]:
     return good, (code if refused == 2 else 99), err, work / "out"
 
 
-def case_full_disk(work: Path) -> tuple[list[Path], int, str, Path] | None:
+def case_full_disk(work: Path) -> tuple | None:
     good = good_files(work / "in", 6)
     with tmpfs(work / "small", "size=160k") as small:
         if small is None:
@@ -178,7 +179,8 @@ def case_full_disk(work: Path) -> tuple[list[Path], int, str, Path] | None:
             if e["status"] == "failed" and "No space left" in (e["error"] or "")
         }
         reported = [p for p in good if p.name not in failed_for_space]
-        return reported, code, err, small / "out"
+        counted = kept(small / "out", reported)  # before the file system goes away
+        return reported, code, err, small / "out", counted
 
 
 def case_read_only(work: Path) -> tuple[list[Path], int, str, Path] | None:
@@ -201,7 +203,7 @@ def case_killed_worker(work: Path) -> tuple[list[Path], int, str, Path]:
     return good, code, err, work / "out"
 
 
-CASES: dict[str, Callable[[Path], tuple[list[Path], int, str, Path] | None]] = {
+CASES: dict[str, Callable[[Path], tuple | None]] = {
     "non-UTF-8 name": case_non_utf8,
     "255-byte names": case_long_names,
     "same name in two folders": case_duplicate_names,
@@ -223,8 +225,8 @@ def main() -> dict:
             if outcome is None:
                 rows.append({"case": name, "run": False, "why": "needs root to mount a tmpfs"})
                 continue
-            good, code, err, out = outcome
-            n_kept = kept(out, good) if good else 0
+            good, code, err, out = outcome[:4]
+            n_kept = outcome[4] if len(outcome) > 4 else kept(out, good) if good else 0
             rows.append(
                 {
                     "case": name,

@@ -318,6 +318,16 @@ def test_full_disk_keeps_what_fits(
             kinds = {n[len(stem) :] for n in written if n.split(".")[0] == stem}
             assert len(kinds) == 5, (stem, kinds)
         assert not [n for n in written if n.endswith(".tmp")]  # nothing half-written
+        # every file's outcome is recorded; if the run-level files did not fit either, the
+        # run is marked incomplete (for --resume) and none of them is left
+        data = manifest(out)
+        assert len(data["files"]) == 6
+        assert data["complete"] or ("error" in data and not (out / "events.csv").exists())
+        for entry in data["files"]:
+            if entry["status"] == "failed":
+                assert "No space left on device" in entry["error"] and not entry["outputs"]
+            else:
+                assert all(Path(p).is_file() for p in entry["outputs"].values())
 
 
 def test_killed_worker_costs_only_its_file(

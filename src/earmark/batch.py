@@ -406,9 +406,12 @@ def run(
         where = printable(exc.filename) if exc.filename else printable(out)
         summary.output_error = (
             f"could not write the run's outputs ({where}: {cause}); the per-file outputs"
-            f" under {printable(out / FILES_DIR)} are kept"
+            f" under {printable(out / FILES_DIR)} are kept: free space, then run again with"
+            " --resume to finish the run"
         )
-        summary.manifest = build_manifest(tagger, options, ordered, started_at, seconds, argv)
+        summary.manifest = _salvage_manifest(
+            out, tagger, options, ordered, started_at, seconds, argv, summary.output_error
+        )
     progress.finish(summary)
     return summary
 
@@ -429,6 +432,29 @@ def _write_manifest(
     except OSError:
         if complete:
             raise
+    return manifest
+
+
+def _salvage_manifest(
+    out: Path,
+    tagger: Tagger,
+    options: DetectOptions,
+    results: Sequence[FileResult],
+    started_at: _dt.datetime,
+    seconds: float,
+    argv: Sequence[str] | None,
+    error: str,
+) -> dict:
+    """After the run-level files could not be written (a full disk): remove the ones that were
+    (they can be rebuilt and would disagree with the manifest), then record every file's
+    outcome in an incomplete manifest, so that ``--resume`` can finish the run."""
+    for name in RUN_FILES[:-1]:
+        with contextlib.suppress(OSError):
+            (out / name).unlink()
+    manifest = build_manifest(tagger, options, results, started_at, seconds, argv, False)
+    manifest["error"] = error
+    with contextlib.suppress(OSError):
+        write_json(out / "manifest.json", manifest)
     return manifest
 
 

@@ -258,10 +258,7 @@ def cmd_detect(args: argparse.Namespace, argv: Sequence[str]) -> int:
         sys.stdout.write("\n")
     elif not args.quiet:
         print_summary(summary, sys.stdout)
-    if summary.output_error:
-        print(f"earmark: {summary.output_error}", file=sys.stderr)
-        return EXIT_FILES_FAILED
-    if args.report:  # earmark.report: report.html + report.md in the output folder
+    if args.report and not summary.output_error:  # report.html + report.md in the output folder
         try:
             paths = report.write_report(summary.out_dir)
         except (OSError, ValueError) as exc:  # the detection outputs are written all the same
@@ -273,6 +270,9 @@ def cmd_detect(args: argparse.Namespace, argv: Sequence[str]) -> int:
         for result in summary.failed:
             reason = result.error or "; ".join(result.warnings)
             print(f"earmark: {result.status.upper()}: {reason}", file=sys.stderr)
+    if summary.output_error:
+        print(f"earmark: {summary.output_error}", file=sys.stderr)
+        return EXIT_FILES_FAILED
     if not summary.results:
         print("earmark: no input files found", file=sys.stderr)
         return EXIT_FILES_FAILED

@@ -141,3 +141,72 @@ def test_limits_hold_on_decoded_audio_not_on_headers(
             assert str(tmp_path) not in error  # the client sees its own name, not server paths
     finally:
         stop(server.proc)
+
+
+def test_killed_embedded_worker_is_restarted_and_readiness_follows_it(
+    model_dir: Path, fixtures_dir: Path, tmp_path: Path, artifacts: Path
+) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from servers import wait_job
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EARMARK_")}
+    env.update(
+        EARMARK_STORAGE_DIR=str(tmp_path / "storage"),
+        EARMARK_MODEL_DIR=str(model_dir),
+        EARMARK_AUTH="none",
+        EARMARK_LEASE_SECONDS="4",
+        EARMARK_WORKER_THREADS="1",
+        EARMARK_LOG_LEVEL="warning",
+    )
+
+    def worker_pid(server: Server) -> int:
+        found = subprocess.run(
+            ["pgrep", "-f", "-P", str(server.proc.pid), "worker --embedded"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert len(found) == 1, found
+        return int(found[0])
+
+    server = Server(env, [], artifacts / "supervised.log")
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as http:
+            first = worker_pid(server)
+            os.kill(first, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                found = subprocess.run(
+                    ["pgrep", "-f", "-P", str(server.proc.pid), "worker --embedded"],
+                    capture_output=True,
+                    text=True,
+                ).stdout.split()
+                if found and int(found[0]) != first:
+                    break
+                time.sleep(0.2)
+            second = worker_pid(server)
+            assert second != first  # restarted
+            body = (fixtures_dir / "esc10_dog_1-100032-A.ogg").read_bytes()
+            job = http.post("/v1/jobs", files={"files": ("dog.ogg", body)}).json()["id"]
+            assert wait_job(http, job)["state"] == "done"
+            # a worker that stops answering (here: stopped) makes the service not ready
+            os.kill(second, signal.SIGSTOP)
+            try:
+                deadline = time.monotonic() + 40
+                ready = http.get("/readyz")
+                while ready.status_code == 200 and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    ready = http.get("/readyz")
+                assert ready.status_code == 503
+                assert "embedded worker not running" in ready.json()["checks"]["worker"]
+            finally:
+                os.kill(second, signal.SIGCONT)
+            deadline = time.monotonic() + 30
+            while http.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert http.get("/readyz").json()["checks"]["worker"] == "ok"
+    finally:
+        stop(server.proc)
+    assert "restarting it" in (artifacts / "supervised.log").read_text()

@@ -40,7 +40,7 @@ from earmark.service.security import (
     upload_name,
 )
 from earmark.service.settings import QUEUE_NAME, Settings, SettingsError
-from earmark.service.storage import Storage
+from earmark.service.storage import HEARTBEAT_STALE_SECONDS, Storage
 
 log = logging.getLogger("earmark.service")
 
@@ -673,7 +673,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 checks["broker"] = f"unreachable: {type(exc).__name__}"
         else:
             checks["broker"] = "embedded (database queue)"
-        ok = all(v == "ok" or v.startswith("embedded") for v in checks.values())
+            age = storage.heartbeat_age()
+            if age is not None and age <= HEARTBEAT_STALE_SECONDS:
+                checks["worker"] = "ok"
+            else:
+                seen = "never seen" if age is None else f"no heartbeat for {age:.0f} s"
+                checks["worker"] = f"embedded worker not running ({seen})"
+        ok = all(v == "ok" or v.startswith("embedded (") for v in checks.values())
         return JSONResponse(
             {"status": "ready" if ok else "not ready", "checks": checks},
             status_code=200 if ok else 503,

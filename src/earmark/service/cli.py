@@ -8,6 +8,7 @@ command runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -76,17 +77,10 @@ def cmd_serve(args: argparse.Namespace, argv: Any = None) -> int:
                     file=sys.stderr,
                 )
     db.dispose()
-    child = None
+    supervisor = None
     if settings.embedded and not args.no_worker:
-        child = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from earmark.cli import main; raise SystemExit(main())",
-                "worker",
-                "--embedded",
-            ]
-        )
+        supervisor = EmbeddedWorker()
+        supervisor.start()
     mode = "embedded (local worker, database queue)" if settings.embedded else "queue"
     print(
         f"earmark: serving on http://{args.host}:{args.port}/ ({mode}; storage "
@@ -115,13 +109,64 @@ def cmd_serve(args: argparse.Namespace, argv: Any = None) -> int:
                 timeout_graceful_shutdown=10,
             )
     finally:
-        if child is not None:
-            child.terminate()
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        if supervisor is not None:
+            supervisor.stop()
     return EXIT_OK
+
+
+class EmbeddedWorker:
+    """The local worker process of ``earmark serve``, restarted (with backoff) when it dies.
+
+    Jobs it held come back to the next worker when their lease expires; readiness follows the
+    worker's heartbeat file, so ``/readyz`` fails while no worker runs.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.child: subprocess.Popen | None = None
+        self.stopping = threading.Event()
+        self.restarts = 0
+        self.thread = threading.Thread(target=self._watch, name="earmark-supervisor", daemon=True)
+
+    def _spawn(self) -> subprocess.Popen:
+        code = "from earmark.cli import main; raise SystemExit(main())"
+        return subprocess.Popen([sys.executable, "-c", code, "worker", "--embedded"])
+
+    def start(self) -> None:
+        """Start the worker and its watch."""
+        self.child = self._spawn()
+        self.thread.start()
+
+    def _watch(self) -> None:
+        backoff = 1.0
+        while not self.stopping.wait(0.5):
+            assert self.child is not None
+            code = self.child.poll()
+            if code is None:
+                backoff = max(1.0, backoff * 0.9)
+                continue
+            self.restarts += 1
+            print(
+                f"earmark: the embedded worker exited (code {code}); restarting it in"
+                f" {backoff:.0f} s (restart {self.restarts})",
+                file=sys.stderr,
+            )
+            if self.stopping.wait(backoff):
+                return
+            backoff = min(backoff * 2, 30.0)
+            self.child = self._spawn()
+
+    def stop(self) -> None:
+        """Stop watching, then the worker (terminate, then kill after 20 s)."""
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        if self.child is not None and self.child.poll() is None:
+            self.child.terminate()
+            try:
+                self.child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
 
 
 # ---------------------------------------------------------------------------- worker
@@ -148,8 +193,21 @@ def cmd_worker(args: argparse.Namespace, argv: Any = None) -> int:
         def stop() -> bool:
             return bool(stopping) or os.getppid() != parent
 
+        import threading
+
+        from earmark.service.storage import HEARTBEAT_SECONDS
+
+        storage = Storage(settings.storage_dir)
+
+        def heartbeat() -> None:  # readiness of 'earmark serve' follows this file
+            while not stop():
+                with contextlib.suppress(OSError):  # a full disk: readiness will say so
+                    storage.beat()
+                time.sleep(HEARTBEAT_SECONDS)
+
+        threading.Thread(target=heartbeat, name="earmark-heartbeat", daemon=True).start()
         db = _database(settings)
-        jobs.poll_loop(db, Storage(settings.storage_dir), settings, stop)
+        jobs.poll_loop(db, storage, settings, stop)
         return EXIT_OK
     if not settings.broker_url:
         print(

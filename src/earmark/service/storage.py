@@ -16,6 +16,10 @@ import time
 from pathlib import Path
 
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+HEARTBEAT_SECONDS = 2.0
+"""The embedded worker touches its heartbeat file this often."""
+HEARTBEAT_STALE_SECONDS = 15.0
+"""Readiness fails when the embedded worker's heartbeat is older than this."""
 STALE_UPLOAD_SECONDS = 3600.0
 """A spooled upload untouched this long was abandoned (an API process died while receiving)."""
 
@@ -77,6 +81,19 @@ class Storage:
             except OSError:  # another process took it meanwhile
                 continue
         return removed
+
+    def beat(self) -> None:
+        """The embedded worker is alive (touch its heartbeat file)."""
+        path = self.root / "embedded-worker.alive"
+        path.touch()
+        os.utime(path)
+
+    def heartbeat_age(self) -> float | None:
+        """Seconds since the embedded worker's last heartbeat (``None``: never seen)."""
+        try:
+            return max(0.0, time.time() - (self.root / "embedded-worker.alive").stat().st_mtime)
+        except OSError:
+            return None
 
     def ensure(self) -> None:
         """Create the storage directory and check it is writable."""

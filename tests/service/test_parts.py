@@ -266,3 +266,37 @@ def test_report_policy_allows_exactly_its_script(tmp_path: Path) -> None:
     csp = browser_headers("/v1/jobs/abc/report", script_hashes())["Content-Security-Policy"]
     assert "default-src 'none'" in csp and script_hashes()[0] in csp
     assert "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+
+
+def test_full_storage_gets_507_and_readiness_says_so(tmp_path: Path, fixtures_dir: Path) -> None:
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(storage)], check=True)
+    try:
+        big = (fixtures_dir / "pyannote_sample.wav").read_bytes() * 4  # about 3.8 MB
+        with make_client(storage, EARMARK_MIN_FREE_MB="1") as http:
+            assert http.get("/readyz").json()["checks"]["storage"] == "ok"
+            response = http.post(
+                "/v1/jobs", headers={"X-API-Key": KEY}, files={"files": ("a.wav", big)}
+            )
+            assert response.status_code == 507, response.text
+            assert "storage" in response.json()["detail"]
+            assert not list((storage / "tmp").iterdir())  # the partial upload is gone
+            (storage / "filler").write_bytes(b"\0" * (2 * 1024 * 1024 + 512 * 1024))
+            ready = http.get("/readyz")
+            assert (
+                ready.status_code == 503
+                and "EARMARK_MIN_FREE_MB" in ready.json()["checks"]["storage"]
+            )
+            small = (fixtures_dir / "esc10_dog_1-100032-A.ogg").read_bytes()
+            refused = http.post(
+                "/v1/jobs", headers={"X-API-Key": KEY}, files={"files": ("d.ogg", small)}
+            )
+            assert refused.status_code == 507
+    finally:
+        subprocess.run(["umount", "-l", str(storage)], check=True)

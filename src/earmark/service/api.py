@@ -220,6 +220,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "no such job (or not yours)"},
     429: {"model": Problem, "description": "rate limit exceeded"},
 }
+FULL = {507: {"model": Problem, "description": "the server's storage is (nearly) full"}}
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -604,6 +605,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(422, "no files: send one or more audio files as 'files'")
         if len(uploads) > MAX_FILES_PER_JOB:
             raise HTTPException(413, f"at most {MAX_FILES_PER_JOB} files per job")
+        free = storage.free_mb()
+        if free < settings.min_free_mb:
+            raise HTTPException(
+                507,
+                f"the server is low on storage ({free:.0f} MB free, keeps"
+                f" {settings.min_free_mb:g} MB: EARMARK_MIN_FREE_MB); try again later",
+            )
         tmp_dir = storage.upload_tmp_dir()
         accepted: list[tuple[UploadFile, Path, Any]] = []
         total = 0
@@ -623,7 +631,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                 f"{name}: upload larger than the limit of "
                                 f"{settings.max_upload_mb:g} MB (EARMARK_MAX_UPLOAD_MB)",
                             )
-                        out.write(chunk)
+                        if total > (free - settings.min_free_mb) * 1024 * 1024:
+                            raise HTTPException(
+                                507,
+                                f"{name}: not enough storage left on the server for this upload"
+                                f" ({free:.0f} MB free, keeps {settings.min_free_mb:g} MB)",
+                            )
+                        try:
+                            out.write(chunk)
+                        except OSError as exc:
+                            raise HTTPException(
+                                507, f"{name}: the server's storage is full ({exc.strerror})"
+                            ) from None
                 try:
                     checked = await anyio.to_thread.run_sync(
                         check_audio, tmp, name, settings.max_audio_seconds
@@ -679,6 +698,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else:
                 seen = "never seen" if age is None else f"no heartbeat for {age:.0f} s"
                 checks["worker"] = f"embedded worker not running ({seen})"
+        try:
+            free = storage.free_mb()
+            checks["storage"] = (
+                "ok"
+                if free >= settings.min_free_mb
+                else f"low: {free:.0f} MB free, keeps {settings.min_free_mb:g} MB"
+                " (EARMARK_MIN_FREE_MB)"
+            )
+        except OSError as exc:
+            checks["storage"] = f"unusable: {exc.strerror or exc}"
         ok = all(v == "ok" or v.startswith("embedded (") for v in checks.values())
         return JSONResponse(
             {"status": "ready" if ok else "not ready", "checks": checks},
@@ -733,7 +762,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for r in rows
         ]
 
-    @app.post("/v1/jobs", status_code=201, tags=["jobs"], responses={**ERRORS, 413: ERRORS[401]})
+    @app.post(
+        "/v1/jobs", status_code=201, tags=["jobs"], responses={**ERRORS, 413: ERRORS[401], **FULL}
+    )
     async def submit(
         who: Caller,
         files: Annotated[list[UploadFile], File(description="audio or video files")],
@@ -1007,7 +1038,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post(
         "/v1/detect",
         tags=["jobs"],
-        responses={**ERRORS, 413: ERRORS[401], 504: {"model": Problem}},
+        responses={**ERRORS, 413: ERRORS[401], 504: {"model": Problem}, **FULL},
     )
     async def detect_sync(
         who: Caller,

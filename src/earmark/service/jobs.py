@@ -398,10 +398,13 @@ def _finish(
         failed = [f for f in rows if f.state == "failed"]
         if error is None and tagger is not None:
             events = job_events(session, job_id)
-            _write_run_outputs(storage, job, rows, events, tagger, options)
-            if rows and len(failed) == len(rows):
+            try:
+                _write_run_outputs(storage, job, rows, events, tagger, options)
+            except OSError as exc:  # a full disk: the job ends, with the cause, not retried
+                error = f"the results could not be written: {exc.strerror or exc}"
+            if error is None and rows and len(failed) == len(rows):
                 error = f"every file failed ({len(rows)}); first: {failed[0].error}"
-            elif failed:
+            elif error is None and failed:
                 job.error = f"{len(failed)} of {len(rows)} files failed"
         job.state = "failed" if error else "done"
         if error:

@@ -15,6 +15,7 @@ import platformdirs
 
 DEFAULT_MAX_UPLOAD_MB = 200
 DEFAULT_MAX_AUDIO_SECONDS = 4 * 3600
+DEFAULT_MIN_FREE_MB = 200.0
 #: Longest clip ``POST /v1/detect`` answers synchronously (seconds of audio).
 DEFAULT_SYNC_MAX_SECONDS = 120
 #: Requests per minute and API key.
@@ -67,6 +68,9 @@ class Settings:
     max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS
     sync_max_seconds: float = DEFAULT_SYNC_MAX_SECONDS
     cors_origins: tuple[str, ...] = ()
+    #: Free space (MB) the storage must keep: uploads that would go below it get 507, and
+    #: readiness fails below it (``EARMARK_MIN_FREE_MB``).
+    min_free_mb: float = DEFAULT_MIN_FREE_MB
     #: Host names (and origins) besides loopback this service answers to without authentication,
     #: and origins whose browsers may send it jobs (``EARMARK_ALLOWED_HOSTS``, comma-separated).
     allowed_hosts: tuple[str, ...] = ()
@@ -161,6 +165,7 @@ class Settings:
             max_audio_seconds=max_audio,
             sync_max_seconds=_float(env, "EARMARK_SYNC_MAX_SECONDS", DEFAULT_SYNC_MAX_SECONDS),
             cors_origins=origins,
+            min_free_mb=_float(env, "EARMARK_MIN_FREE_MB", DEFAULT_MIN_FREE_MB),
             allowed_hosts=tuple(
                 h.strip() for h in (env.get("EARMARK_ALLOWED_HOSTS") or "").split(",") if h.strip()
             )

@@ -82,6 +82,11 @@ class Storage:
                 continue
         return removed
 
+    def free_mb(self) -> float:
+        """Free space of the storage's file system, in MB."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return shutil.disk_usage(self.root).free / (1024 * 1024)
+
     def beat(self) -> None:
         """The embedded worker is alive (touch its heartbeat file)."""
         path = self.root / "embedded-worker.alive"

@@ -3,6 +3,7 @@ in-process on SQLite (no worker: jobs stay queued)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -300,3 +301,21 @@ def test_full_storage_gets_507_and_readiness_says_so(tmp_path: Path, fixtures_di
             assert refused.status_code == 507
     finally:
         subprocess.run(["umount", "-l", str(storage)], check=True)
+
+
+def test_answers_agree_with_the_schema(tmp_path: Path) -> None:
+    with make_client(tmp_path) as http:
+        auth = {"X-API-Key": KEY}
+        invalid = http.post("/v1/jobs", headers=auth, data={"threshold": "2"})
+        assert invalid.status_code == 422
+        body = invalid.json()
+        assert isinstance(body["detail"], str) and "threshold" in body["detail"]
+        assert "files" in body["detail"] and isinstance(body["errors"], list)
+        wrong = http.put("/v1/jobs/" + "0" * 32, headers=auth)
+        assert wrong.status_code == 405
+        assert set(wrong.headers["allow"].split(", ")) == {"DELETE", "GET", "HEAD"}
+        schema = http.get("/openapi.json").json()
+        text = json.dumps(schema["components"]["schemas"]["Body_submit_v1_jobs_post"])
+        assert '"null"' not in text  # a form field is absent or has a value, never null
+        answer = schema["paths"]["/v1/jobs"]["post"]["responses"]["422"]
+        assert answer["content"]["application/json"]["schema"]["$ref"].endswith("/Problem")

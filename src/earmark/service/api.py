@@ -220,7 +220,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "no such job (or not yours)"},
     429: {"model": Problem, "description": "rate limit exceeded"},
 }
-FULL = {507: {"model": Problem, "description": "the server's storage is (nearly) full"}}
+UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    400: {"model": Problem, "description": "malformed multipart body"},
+    413: {"model": Problem, "description": "upload or audio longer than the limits"},
+    415: {"model": Problem, "description": "an upload is not an audio or video file"},
+    507: {"model": Problem, "description": "the server's storage is (nearly) full"},
+}
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -461,6 +467,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings, app.state.db, app.state.storage = settings, db, storage
+    from earmark.service import contract
+
+    contract.install(app, {"$ref": "#/components/schemas/Problem"})
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -762,9 +771,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for r in rows
         ]
 
-    @app.post(
-        "/v1/jobs", status_code=201, tags=["jobs"], responses={**ERRORS, 413: ERRORS[401], **FULL}
-    )
+    @app.post("/v1/jobs", status_code=201, tags=["jobs"], responses=UPLOAD_ERRORS)
     async def submit(
         who: Caller,
         files: Annotated[list[UploadFile], File(description="audio or video files")],
@@ -860,8 +867,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses={
             **ERRORS,
             200: {
-                "content": {"text/csv": {}, "text/tab-separated-values": {}},
-                "description": "events as JSON (default), CSV or DCASE TSV",
+                "content": {"text/csv": {}, "text/tab-separated-values": {}, "text/plain": {}},
+                "description": "events as JSON (default), CSV, DCASE TSV or an Audacity label"
+                " track (text)",
             },
         },
     )
@@ -946,7 +954,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(500, f"the report could not be built: {exc}") from None
         return FileResponse(path, media_type="text/html")
 
-    @app.get("/v1/jobs/{job_id}/scores/{file}", tags=["jobs"], responses=ERRORS)
+    @app.get(
+        "/v1/jobs/{job_id}/scores/{file}",
+        tags=["jobs"],
+        responses={
+            **ERRORS,
+            200: {
+                "content": {"application/octet-stream": {}},
+                "description": "scores as JSON (default) or the compressed NumPy file (npz)",
+            },
+        },
+    )
     def job_scores(
         job_id: str,
         file: Annotated[int, PathParam(ge=0, le=MAX_FILES_PER_JOB)],
@@ -1038,7 +1056,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post(
         "/v1/detect",
         tags=["jobs"],
-        responses={**ERRORS, 413: ERRORS[401], 504: {"model": Problem}, **FULL},
+        responses={**UPLOAD_ERRORS, 504: {"model": Problem}},
     )
     async def detect_sync(
         who: Caller,

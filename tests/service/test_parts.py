@@ -319,3 +319,28 @@ def test_answers_agree_with_the_schema(tmp_path: Path) -> None:
         assert '"null"' not in text  # a form field is absent or has a value, never null
         answer = schema["paths"]["/v1/jobs"]["post"]["responses"]["422"]
         assert answer["content"]["application/json"]["schema"]["$ref"].endswith("/Problem")
+
+
+def test_chunked_upload_over_the_limit_gets_413(tmp_path: Path, fixtures_dir: Path) -> None:
+    wav = (fixtures_dir / "pyannote_sample.wav").read_bytes()  # about 1 MB
+    boundary = "b0undary"
+
+    def body():  # no Content-Length: sent chunked, the size is known only while reading
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="a.wav"'
+            "\r\nContent-Type: audio/wav\r\n\r\n"
+        ).encode()
+        for _ in range(3):
+            yield wav
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    with make_client(tmp_path, EARMARK_MAX_UPLOAD_MB="1") as http:
+        response = http.post(
+            "/v1/jobs",
+            headers={"X-API-Key": KEY, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+            content=body(),
+        )
+        assert response.status_code == 413, response.text
+        assert "limit of 1 MB" in response.json()["detail"]
+    spool = tmp_path / "tmp"
+    assert not spool.exists() or not list(spool.iterdir())  # nothing left half-received

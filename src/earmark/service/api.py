@@ -263,19 +263,22 @@ class BodyLimit:
             await JSONResponse({"detail": message}, status_code=413)(scope, receive, send)
             return
         received = 0
-        started = False
+        started = exceeded = False
 
         async def limited_receive() -> dict:
-            nonlocal received
+            nonlocal received, exceeded
             event = await receive()
             if event["type"] == "http.request":
                 received += len(event.get("body", b""))
                 if received > self.limit:
+                    exceeded = True
                     raise UploadTooLarge()
             return event
 
         async def tracking_send(event: dict) -> None:
             nonlocal started
+            if exceeded:  # whatever the app answers (a body parser says 400): ours is 413
+                return
             if event["type"] == "http.response.start":
                 started = True
             await send(event)
@@ -283,8 +286,9 @@ class BodyLimit:
         try:
             await self.app(scope, limited_receive, tracking_send)
         except UploadTooLarge:
-            if not started:
-                await JSONResponse({"detail": message}, status_code=413)(scope, receive, send)
+            pass
+        if exceeded and not started:
+            await JSONResponse({"detail": message}, status_code=413)(scope, receive, send)
 
 
 async def _drain(receive: Any) -> None:

@@ -344,3 +344,21 @@ def test_chunked_upload_over_the_limit_gets_413(tmp_path: Path, fixtures_dir: Pa
         assert "limit of 1 MB" in response.json()["detail"]
     spool = tmp_path / "tmp"
     assert not spool.exists() or not list(spool.iterdir())  # nothing left half-received
+
+
+def test_docs_pin_swagger_ui_with_integrity(tmp_path: Path) -> None:
+    import re
+
+    with make_client(tmp_path) as http:
+        page = http.get("/docs")
+        assert page.status_code == 200
+        external = re.findall(r'(?:src|href)="(https://[^"]+)"', page.text)
+        assert len(external) == 2 and all("swagger-ui-dist@5.35.0/" in u for u in external)
+        assert page.text.count('integrity="sha384-') == 2
+        assert "<script>" not in page.text  # no inline script: the CSP allows none
+        assert (
+            "'unsafe-inline'"
+            not in page.headers["content-security-policy"].split("script-src")[1].split(";")[0]
+        )
+        assert http.get("/static/docs.js").status_code == 200
+        assert http.get("/redoc").status_code == 404

@@ -283,10 +283,8 @@ class BodyLimit:
                 started = True
             await send(event)
 
-        try:
+        with contextlib.suppress(UploadTooLarge):
             await self.app(scope, limited_receive, tracking_send)
-        except UploadTooLarge:
-            pass
         if exceeded and not started:
             await JSONResponse({"detail": message}, status_code=413)(scope, receive, send)
 
@@ -469,6 +467,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Sound event detection as a service: upload recordings, get back which "
         "sounds occur, when they start and end, and how sure the model is.",
         lifespan=lifespan,
+        docs_url=None,  # earmark.service.contract serves /docs (pinned, with integrity)
+        redoc_url=None,
     )
     app.state.settings, app.state.db, app.state.storage = settings, db, storage
     from earmark.service import contract

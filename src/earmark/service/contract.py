@@ -5,20 +5,31 @@
   the structured list under ``errors``. The schema says so for every 422.
 * A 405 lists in ``Allow`` every method any route of that path accepts (Starlette lists only
   the first route's).
+* ``/docs`` loads Swagger UI of one pinned version with subresource integrity, so a changed
+  or compromised CDN file is refused by the browser; its start script is served locally.
 * Form fields cannot carry a JSON ``null`` (an absent field is ``None``): the schema of a form
   body says so, so that clients and fuzzers do not send the text ``"null"`` as a value.
 """
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.routing import Match
 
+SWAGGER_UI = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0"
+"""Swagger UI for ``/docs``: one exact version, each file checked by the browser (integrity)."""
+SWAGGER_INTEGRITY = {
+    "swagger-ui-bundle.js": "sha384-"
+    "gjRm0bEPMeTmMh5jT2cHccIwCUZSTd8YC+j0d0sXw0MdGEfScduGpSyF3ZSSLkX9",
+    "swagger-ui.css": "sha384-WlYgdmXYOOBWL5apwjDEZwN+U3HmXSSu5R6V5aGxEcf7z+KuRNwBhoxKVN1i3D5I",
+}
+"""Subresource-integrity hashes of the pinned files (sha384 of the npm package's files)."""
 VALIDATION = {
     "description": "invalid request: ``detail`` names each field and what is wrong",
 }
@@ -59,6 +70,21 @@ def allowed_methods(app: FastAPI, scope: dict) -> list[str]:
     if "GET" in methods:
         methods.add("HEAD")
     return sorted(methods)
+
+
+def docs_page(title: str) -> str:
+    """``/docs``: Swagger UI pinned by version and integrity; its start script is local."""
+    css, js = (
+        f'{SWAGGER_UI}/{name}" integrity="{SWAGGER_INTEGRITY[name]}" crossorigin="anonymous'
+        for name in ("swagger-ui.css", "swagger-ui-bundle.js")
+    )
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)} API</title>"
+        f'<link rel="stylesheet" href="{css}"></head>'
+        '<body><div id="swagger-ui"></div>'
+        f'<script src="{js}"></script><script src="/static/docs.js"></script></body></html>'
+    )
 
 
 def install(app: FastAPI, problem_schema: dict[str, Any]) -> None:
@@ -105,3 +131,7 @@ def install(app: FastAPI, problem_schema: dict[str, Any]) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(docs_page(app.title))

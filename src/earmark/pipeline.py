@@ -305,15 +305,18 @@ def process_file(
     stem: Path | None,
     options: DetectOptions,
     progress: Callable[[float], None] | None = None,
+    name: str | None = None,
 ) -> FileResult:
     """Detect events in one file and write its outputs; never raises for a bad file.
 
-    A file that fails (decoding, or writing any of its outputs) has no events in its result
-    and no outputs at ``stem``: what an earlier run or this one left there is removed.
+    ``name`` is how results (events, scores, messages) name the file instead of its path (the
+    service: the client's name, never a storage path). A file that fails (decoding, or writing
+    any of its outputs) has no events in its result and no outputs at ``stem``: what an
+    earlier run or this one left there is removed.
     """
     started = time.perf_counter()
-    name = printable(path)
-    result = FileResult(path=name, status="failed", path_bytes=name_bytes(path))
+    shown = name if name is not None else printable(path)
+    result = FileResult(path=shown, status="failed", path_bytes=name_bytes(path))
     try:
         info = probe(path)
         result.info = {
@@ -336,7 +339,7 @@ def process_file(
         scores, reader = score_file(tagger, path, scoring, progress, envelope, transform)
         if measured:
             result.info.update(analysis.manifest_entry())
-        result.warnings = [_describe_error(path, w) for w in reader.warnings]
+        result.warnings = [_describe_error(path, w, shown) for w in reader.warnings]
         result.duration = scores.duration
         mismatch = duration_mismatch(info.duration, scores.duration)
         labels, post = tagger.labels, options.postprocess
@@ -345,7 +348,7 @@ def process_file(
 
             scores, labels = apply_custom_classes(tagger, scores, options, path)
             post = custom_selection(options, labels)
-        result.events = events_from_scores(tagger, scores, post, file=name, labels=labels)
+        result.events = events_from_scores(tagger, scores, post, file=shown, labels=labels)
         if envelope is not None:
             result.events = refine_events(
                 result.events, envelope, options.boundaries, scores.duration
@@ -356,10 +359,10 @@ def process_file(
             )
         result.status = "partial" if result.warnings else "ok"
         if mismatch:  # the whole file was analysed: worth a word, not a failure
-            result.warnings.append(_describe_error(path, mismatch))
+            result.warnings.append(_describe_error(path, mismatch, shown))
     except (AudioError, OSError, ValueError, RuntimeError, MemoryError) as exc:
         result.status, result.events, result.outputs = "failed", [], {}
-        result.error = _describe_error(path, exc)
+        result.error = _describe_error(path, exc, shown)
         if stem is not None:
             remove_outputs(stem)
     result.seconds = time.perf_counter() - started
@@ -419,11 +422,10 @@ def duration_mismatch(declared: float | None, decoded: float) -> str | None:
     )
 
 
-def _describe_error(path: Path, exc: BaseException | str) -> str:
-    """An error or warning message that names the file (as printable text)."""
-    text = printable(str(exc) or type(exc).__name__)
-    name = printable(path)
-    return text if name in text else f"{name}: {text}"
+def _describe_error(path: Path, exc: BaseException | str, shown: str) -> str:
+    """An error or warning message that names the file as ``shown`` (not by its path)."""
+    text = printable(str(exc) or type(exc).__name__).replace(printable(path), shown)
+    return text if shown in text else f"{shown}: {text}"
 
 
 def check_options(tagger: Tagger, options: DetectOptions) -> None:

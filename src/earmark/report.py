@@ -78,6 +78,13 @@ class Report:
     run_dir: Path
     manifest: dict
     files: list[FileReport]
+    label: str = ""
+    """How the report names the run (default: the run folder's path)."""
+
+    @property
+    def name(self) -> str:
+        """The run's name in the report: its label, else the run folder."""
+        return self.label or str(self.run_dir)
 
     @property
     def events(self) -> list[Event]:
@@ -173,12 +180,15 @@ def _labels_text(post: dict, custom: dict | None) -> str:
     return f"{trained}, with {audioset}" if custom.get("audioset") else trained
 
 
-def build_report(run_dir: str | Path, audio_dir: str | Path | None = None) -> Report:
+def build_report(
+    run_dir: str | Path, audio_dir: str | Path | None = None, label: str = ""
+) -> Report:
     """Read a run folder and run every anomaly detector.
 
     Levels missing from the run are measured on the recordings: at their manifest paths, or,
     with ``audio_dir`` (the service), only at ``audio_dir/<stored name>``: a name a client
-    chose is then never opened as a path.
+    chose is then never opened as a path. ``label`` names the run in the report instead of
+    the folder's path (the service: no storage path in what clients see).
 
     Raises ``FileNotFoundError`` when there is no manifest, ``ValueError`` for unreadable files.
     """
@@ -224,7 +234,7 @@ def build_report(run_dir: str | Path, audio_dir: str | Path | None = None) -> Re
             path, entry, fr.signal, fr.events, fr.scores, fr.hop, fr.names
         )
         files.append(fr)
-    report = Report(run_dir, manifest, files)
+    report = Report(run_dir, manifest, files, label)
     report.manifest.setdefault("options", {}).setdefault("postprocess", {}).setdefault(
         "threshold", threshold
     )
@@ -340,7 +350,7 @@ def methodology(report: Report) -> list[tuple[str, str]]:
         ("Command", shlex.join(command) if command else "–"),
         (
             "Reproduce",
-            f"cd {report.run_dir} && " + (m.get("reproduce") or "").replace("<out>", "<new-out>"),
+            f"cd {report.name} && " + (m.get("reproduce") or "").replace("<out>", "<new-out>"),
         ),
     ]
     return rows
@@ -391,7 +401,7 @@ def render_markdown(report: Report) -> str:
     out = [
         "# earmark analysis report",
         "",
-        f"Run folder `{report.run_dir}` · {totals.get('files', len(report.files))} file(s), "
+        f"Run folder `{report.name}` · {totals.get('files', len(report.files))} file(s), "
         f"{totals.get('ok', 0)} ok, {totals.get('partial', 0)} partial, "
         f"{totals.get('failed', 0)} failed · "
         f"{timestamp(totals.get('audio_seconds', 0))} of audio · "
@@ -549,7 +559,7 @@ def render_html(report: Report, pictures: bool = True) -> str:
     esc = html.escape
     parts = [
         "<h1>earmark analysis report</h1>"
-        f"<p class='lead'>Run folder <code>{esc(str(report.run_dir))}</code> · "
+        f"<p class='lead'>Run folder <code>{esc(report.name)}</code> · "
         f"{totals.get('files', len(report.files))} file(s): {totals.get('ok', 0)} ok, "
         f"{totals.get('partial', 0)} partial, {totals.get('failed', 0)} failed · "
         f"{timestamp(totals.get('audio_seconds', 0))} of audio · {len(report.events)} events · "
@@ -778,7 +788,7 @@ def render_html(report: Report, pictures: bool = True) -> str:
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>earmark report — {esc(str(report.run_dir))}</title>"
+        f"<title>earmark report — {esc(report.name)}</title>"
         f"<style>{_asset('report.css')}</style></head>"
         f"<body><main>{''.join(parts)}</main>"
         f"<script id='timeline-data' type='application/json'>{data}</script>"
@@ -792,12 +802,13 @@ def write_report(
     pictures: bool = True,
     report: Report | None = None,
     audio_dir: str | Path | None = None,
+    label: str = "",
 ) -> tuple[Path, Path]:
     """Build (unless given) and write ``report.html`` and ``report.md`` (default: in the run);
-    ``audio_dir`` as for :func:`build_report`."""
+    ``audio_dir`` and ``label`` as for :func:`build_report`."""
     from earmark.outputs import atomic_write_text
 
-    report = report if report is not None else build_report(run_dir, audio_dir)
+    report = report if report is not None else build_report(run_dir, audio_dir, label)
     target = Path(out) if out is not None else Path(run_dir)
     target.mkdir(parents=True, exist_ok=True)
     html_path, md_path = target / REPORT_HTML, target / REPORT_MD

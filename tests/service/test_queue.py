@@ -134,7 +134,7 @@ def test_bad_uploads_get_clear_4xx_and_the_service_keeps_serving(
 
 
 def test_same_and_hostile_names_stay_apart_and_reports_use_stored_audio(
-    api, worker, fixtures_dir: Path
+    api, worker, fixtures_dir: Path, service_env: dict, tmp_path: Path
 ) -> None:
     dog, rooster = (fixtures_dir / name for name in SHORT[:2])
     files = [
@@ -177,6 +177,15 @@ def test_same_and_hostile_names_stay_apart_and_reports_use_stored_audio(
         assert report.status_code == 200
         # levels and spectrograms measured on the job's stored audio, for every file
         assert report.text.count("data:image/png;base64,") >= 2 * 3
+        # what clients get names files as they sent them, never by the server's storage paths
+        storage = service_env["EARMARK_STORAGE_DIR"]
+        assert storage not in report.text
+        npz = http.get(f"/v1/jobs/{job}/scores/1", params={"format": "npz"})
+        assert npz.status_code == 200 and storage.encode() not in npz.content
+        from earmark.outputs import read_scores
+
+        (tmp_path / "s.scores.npz").write_bytes(npz.content)
+        assert read_scores(tmp_path / "s.scores.npz")[3]["file"] == "X (2).ogg"
         # a model the service lists but does not have is refused at once, by name
         refused = http.post("/v1/jobs", files=files[:1], data={"model": "mn10_as"})
         assert refused.status_code == 422 and "mn10_as" in refused.json()["detail"]

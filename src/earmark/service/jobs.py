@@ -304,7 +304,7 @@ def _process_claimed(
                 _renew(db, job_id, me, lease, file_id=file_id, seconds_done=seconds)
 
         stem = output_stems(out, [Input(path, audio_dir)])[0]
-        result = process_file(tagger, path, stem, options, progress)
+        result = process_file(tagger, path, stem, options, progress, name=name)
         _record_file(db, job_id, me, file_id, name, str(path), result)
     return _finish(db, storage, job_id, me, tagger=tagger, options=options)
 
@@ -526,7 +526,7 @@ def render_report(storage: Storage, job_id: str) -> Path:
     if not html.is_file():
         with _REPORT_LOCK:
             if not html.is_file():
-                write_report(out, audio_dir=storage.audio_dir(job_id))
+                write_report(out, audio_dir=storage.audio_dir(job_id), label=f"job {job_id}")
     return html
 
 

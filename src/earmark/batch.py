@@ -361,9 +361,10 @@ def run(
         if now - last_write[0] >= PARTIAL_MANIFEST_SECONDS:
             last_write[0] = now
             ordered = [results[k] for k in sorted(results)]
-            _write_manifest(out, tagger, options, ordered, started_at, now - t0, argv, False)
+            record.write(ordered, now - t0, False)
 
-    _write_manifest(out, tagger, options, [], started_at, 0.0, argv, False)
+    record = _Record(out, tagger, options, started_at, argv)
+    record.write([], 0.0, False)
     todo: list[tuple[int, Input, Path]] = []
     resumed = 0
     for i, (entry, stem) in enumerate(zip(entries, stems, strict=True)):
@@ -398,9 +399,7 @@ def run(
         write_events_json(out / "events.json", all_events, meta=meta)
         write_events_tsv(out / "events.tsv", all_events)
         write_config(out / "config.yaml", options)
-        summary.manifest = _write_manifest(
-            out, tagger, options, ordered, started_at, seconds, argv, True
-        )
+        summary.manifest = record.write(ordered, seconds, True)
     except OSError as exc:
         cause = exc.strerror or type(exc).__name__
         where = printable(exc.filename) if exc.filename else printable(out)
@@ -409,53 +408,47 @@ def run(
             f" under {printable(out / FILES_DIR)} are kept: free space, then run again with"
             " --resume to finish the run"
         )
-        summary.manifest = _salvage_manifest(
-            out, tagger, options, ordered, started_at, seconds, argv, summary.output_error
-        )
+        summary.manifest = record.salvage(ordered, seconds, summary.output_error)
     progress.finish(summary)
     return summary
 
 
-def _write_manifest(
-    out: Path,
-    tagger: Tagger,
-    options: DetectOptions,
-    results: Sequence[FileResult],
-    started_at: _dt.datetime,
-    seconds: float,
-    argv: Sequence[str] | None,
-    complete: bool,
-) -> dict:
-    manifest = build_manifest(tagger, options, results, started_at, seconds, argv, complete)
-    try:
-        write_json(out / "manifest.json", manifest)
-    except OSError:
-        if complete:
-            raise
-    return manifest
+@dataclass
+class _Record:
+    """The run's manifest in ``out``: rewritten while the run goes on, completed or salvaged."""
 
+    out: Path
+    tagger: Tagger
+    options: DetectOptions
+    started_at: _dt.datetime
+    argv: Sequence[str] | None
 
-def _salvage_manifest(
-    out: Path,
-    tagger: Tagger,
-    options: DetectOptions,
-    results: Sequence[FileResult],
-    started_at: _dt.datetime,
-    seconds: float,
-    argv: Sequence[str] | None,
-    error: str,
-) -> dict:
-    """After the run-level files could not be written (a full disk): remove the ones that were
-    (they can be rebuilt and would disagree with the manifest), then record every file's
-    outcome in an incomplete manifest, so that ``--resume`` can finish the run."""
-    for name in RUN_FILES[:-1]:
+    def write(self, results: Sequence[FileResult], seconds: float, complete: bool) -> dict:
+        """Write the manifest (an incomplete one silently skips a write that fails)."""
+        manifest = build_manifest(
+            self.tagger, self.options, results, self.started_at, seconds, self.argv, complete
+        )
+        try:
+            write_json(self.out / "manifest.json", manifest)
+        except OSError:
+            if complete:
+                raise
+        return manifest
+
+    def salvage(self, results: Sequence[FileResult], seconds: float, error: str) -> dict:
+        """After the run-level files could not be written (a full disk): remove the ones that
+        were (they can be rebuilt and would disagree with the manifest), then record every
+        file's outcome in an incomplete manifest, so that ``--resume`` can finish the run."""
+        for name in RUN_FILES[:-1]:
+            with contextlib.suppress(OSError):
+                (self.out / name).unlink()
+        manifest = build_manifest(
+            self.tagger, self.options, results, self.started_at, seconds, self.argv, False
+        )
+        manifest["error"] = error
         with contextlib.suppress(OSError):
-            (out / name).unlink()
-    manifest = build_manifest(tagger, options, results, started_at, seconds, argv, False)
-    manifest["error"] = error
-    with contextlib.suppress(OSError):
-        write_json(out / "manifest.json", manifest)
-    return manifest
+            write_json(self.out / "manifest.json", manifest)
+        return manifest
 
 
 def _estimate_seconds(files: Iterable[Input]) -> float | None:

@@ -162,14 +162,18 @@ def test_killed_embedded_worker_is_restarted_and_readiness_follows_it(
         EARMARK_LOG_LEVEL="warning",
     )
 
-    def worker_pid(server: Server) -> int:
+    def worker_pids(server: Server) -> list[int]:
         found = subprocess.run(
             ["pgrep", "-f", "-P", str(server.proc.pid), "worker --embedded"],
             capture_output=True,
             text=True,
         ).stdout.split()
+        return [int(p) for p in found]
+
+    def worker_pid(server: Server) -> int:
+        found = worker_pids(server)
         assert len(found) == 1, found
-        return int(found[0])
+        return found[0]
 
     server = Server(env, [], artifacts / "supervised.log")
     try:
@@ -178,12 +182,8 @@ def test_killed_embedded_worker_is_restarted_and_readiness_follows_it(
             os.kill(first, signal.SIGKILL)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
-                found = subprocess.run(
-                    ["pgrep", "-f", "-P", str(server.proc.pid), "worker --embedded"],
-                    capture_output=True,
-                    text=True,
-                ).stdout.split()
-                if found and int(found[0]) != first:
+                found = worker_pids(server)
+                if found and found[0] != first:
                     break
                 time.sleep(0.2)
             second = worker_pid(server)

@@ -6,7 +6,10 @@ all there afterwards (kept) and those that are not (lost, must be 0), plus any t
 terminal (must be 0). Cases: a non-UTF-8 name, 255-byte names, one base name in two folders,
 broken and looping links and a FIFO, a header that lies about the duration, an earlier run in
 the output folder (resumed), a full disk and a read-only output folder (small tmpfs mounts: need
-root, else reported as not run), and a worker process killed during ``--jobs 2``.
+root, else reported as not run), and a worker process killed during ``--jobs 2``. The service
+(``earmark serve`` in embedded mode) under a killed worker, a header that lies (limits on the
+decoded audio) and full storage: jobs counted, server errors (5xx) counted as tracebacks.
+Queue mode's killed workers are in ``tests/service/test_queue.py``.
 
 Writes ``benchmarks/results/faults.json``; exits 1 if anything was lost or a traceback shown.
 
@@ -18,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -203,6 +208,144 @@ def case_killed_worker(work: Path) -> tuple[list[Path], int, str, Path]:
     return good, code, err, work / "out"
 
 
+# ---------------------------------------------------------------------------- the service
+@contextlib.contextmanager
+def service(work: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``earmark serve`` in embedded mode (SQLite, local worker) on a free loopback port."""
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("EARMARK_")}
+    environ.update(
+        EARMARK_STORAGE_DIR=str(work / "storage"),
+        EARMARK_MODEL_DIR=os.environ.get("EARMARK_MODEL_DIR", str(SHARED / "models")),
+        EARMARK_AUTH="none",
+        EARMARK_LEASE_SECONDS="4",
+        EARMARK_WORKER_THREADS="1",
+        EARMARK_LOG_LEVEL="warning",
+        **env,
+    )
+    log = open(work / "serve.log", "wb")  # noqa: SIM115
+    command = [sys.executable, "-m", "earmark.cli", "serve", "--port", str(port)]
+    proc = subprocess.Popen(command, env=environ, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.3)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def wait_jobs(http: object, ids: list[str], timeout: float = 300) -> dict[str, dict]:
+    deadline, states = time.monotonic() + timeout, {}
+    while time.monotonic() < deadline:
+        states = {i: http.get(f"/v1/jobs/{i}").json() for i in ids}  # type: ignore[attr-defined]
+        if all(s["state"] in ("done", "failed") for s in states.values()):
+            break
+        time.sleep(0.5)
+    return states
+
+
+def served_results(http: object, ids: list[str]) -> tuple[int, int, str]:
+    """(jobs whose every file is done with events served, jobs lost, 5xx answers seen)."""
+    states = wait_jobs(http, ids)
+    kept = errors = 0
+    for i, status in states.items():
+        events = http.get(f"/v1/jobs/{i}/events")  # type: ignore[attr-defined]
+        errors += events.status_code >= 500
+        done = status["state"] == "done" and all(f["state"] == "done" for f in status["files"])
+        kept += done and events.status_code == 200 and bool(events.json()["events"])
+    return kept, len(ids) - kept, f"{errors} server error(s)" if errors else ""
+
+
+def long_wav(path: Path, minutes: int) -> Path:
+    x, sr = sf.read(FIXTURES / "pyannote_sample.wav", dtype="int16")
+    sf.write(path, np.tile(x, minutes * 2), sr, subtype="PCM_16")
+    return path
+
+
+def case_service_killed_worker(work: Path) -> tuple:
+    import httpx
+
+    audio = long_wav(work / "long.wav", 2).read_bytes()
+    with service(work) as (url, proc), httpx.Client(base_url=url, timeout=60) as http:
+        ids = [
+            http.post("/v1/jobs", files={"files": (f"rec{i}.wav", audio)}).json()["id"]
+            for i in range(3)
+        ]
+        time.sleep(3.0)  # the worker is on the first job
+        found = subprocess.run(
+            ["pgrep", "-f", "-P", str(proc.pid), "worker --embedded"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        for pid in found:
+            os.kill(int(pid), signal.SIGKILL)
+        kept_jobs, _, errors = served_results(http, ids)
+    return [Path(i) for i in ids], (0 if found else 99), errors, None, kept_jobs
+
+
+def case_service_lying_header(work: Path) -> tuple:
+    import httpx
+
+    x, sr = sf.read(FIXTURES / "pyannote_sample.wav", dtype="int16")
+    liar = work / "liar.flac"
+    sf.write(liar, np.concatenate([x[: 5 * sr], np.zeros(95 * sr, np.int16)]), sr)
+    data = bytearray(liar.read_bytes())
+    packed = int.from_bytes(data[18:26], "big")
+    data[18:26] = ((packed & ~((1 << 36) - 1)) | sr).to_bytes(8, "big")
+    good = (FIXTURES / CLIPS[0]).read_bytes()
+    with (
+        service(work, EARMARK_MAX_AUDIO_SECONDS="60") as (url, _),
+        httpx.Client(base_url=url, timeout=60) as http,
+    ):
+        ids = [
+            http.post("/v1/jobs", files={"files": ("good.ogg", good)}).json()["id"],
+            http.post("/v1/jobs", files={"files": ("liar.flac", bytes(data))}).json()["id"],
+        ]
+        states = wait_jobs(http, ids)
+        error = states[ids[1]]["files"][0]["error"] or ""
+        stopped = states[ids[1]]["files"][0]["state"] == "failed" and "limit of 60 s" in error
+        kept_jobs, _, errors = served_results(http, ids[:1])
+    return [Path(ids[0])], (0 if stopped else 99), errors, None, kept_jobs
+
+
+def case_service_full_storage(work: Path) -> tuple | None:
+    import httpx
+
+    body = long_wav(work / "a.wav", 1).read_bytes()  # about 1.9 MB
+    with tmpfs(work / "storage", "size=12m") as small:
+        if small is None:
+            return None
+        with (
+            service(work, EARMARK_MIN_FREE_MB="2") as (url, _),
+            httpx.Client(base_url=url, timeout=60) as http,
+        ):
+            ids, codes = [], []
+            for i in range(8):
+                response = http.post("/v1/jobs", files={"files": (f"a{i}.wav", body)})
+                codes.append(response.status_code)
+                if response.status_code == 201:
+                    ids.append(response.json()["id"])
+            refused_cleanly = 507 in codes and set(codes) <= {201, 507}
+            kept_jobs, _, errors = served_results(http, ids)
+            if not refused_cleanly:
+                errors += f" answers {codes}"
+    return [Path(i) for i in ids], (0 if refused_cleanly else 99), errors.strip(), None, kept_jobs
+
+
 CASES: dict[str, Callable[[Path], tuple | None]] = {
     "non-UTF-8 name": case_non_utf8,
     "255-byte names": case_long_names,
@@ -213,6 +356,9 @@ CASES: dict[str, Callable[[Path], tuple | None]] = {
     "full disk (tmpfs)": case_full_disk,
     "read-only output folder": case_read_only,
     "worker killed (--jobs 2)": case_killed_worker,
+    "service: embedded worker killed": case_service_killed_worker,
+    "service: header lies (limit on decoded audio)": case_service_lying_header,
+    "service: storage full (tmpfs)": case_service_full_storage,
 }
 
 
@@ -235,7 +381,8 @@ def main() -> dict:
                     "good_files": len(good),
                     "kept": n_kept,
                     "lost": len(good) - n_kept,
-                    "tracebacks": err.count("Traceback"),
+                    "tracebacks": err.count("Traceback")
+                    + sum(int(n) for n in re.findall(r"(\d+) server error", err)),
                     "seconds": round(time.perf_counter() - started, 1),
                     "stderr_first_line": err.strip().splitlines()[0] if err.strip() else "",
                 }

@@ -220,6 +220,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "no such job (or not yours)"},
     429: {"model": Problem, "description": "rate limit exceeded"},
 }
+SWEEP_SECONDS = 600.0
+"""Spooled uploads abandoned by a crashed API process are looked for at most this often."""
 UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     400: {"model": Problem, "description": "malformed multipart body"},
@@ -612,12 +614,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     # ------------------------------------------------------------------ uploads
+    last_sweep = [time.monotonic()]
+
     async def receive_uploads(uploads: list[UploadFile]) -> list[tuple[UploadFile, Path, Any]]:
         """Spool each upload to the storage tmp dir and check it; undo everything on error."""
         if not uploads:
             raise HTTPException(422, "no files: send one or more audio files as 'files'")
         if len(uploads) > MAX_FILES_PER_JOB:
             raise HTTPException(413, f"at most {MAX_FILES_PER_JOB} files per job")
+        if time.monotonic() - last_sweep[0] > SWEEP_SECONDS:  # abandoned spools, now and then
+            last_sweep[0] = time.monotonic()
+            await anyio.to_thread.run_sync(storage.sweep_uploads)
         free = storage.free_mb()
         if free < settings.min_free_mb:
             raise HTTPException(

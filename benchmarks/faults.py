@@ -9,7 +9,8 @@ the output folder (resumed), a full disk and a read-only output folder (small tm
 root, else reported as not run), and a worker process killed during ``--jobs 2``. The service
 (``earmark serve`` in embedded mode) under a killed worker, a header that lies (limits on the
 decoded audio) and full storage: jobs counted, server errors (5xx) counted as tracebacks.
-Queue mode's killed workers are in ``tests/service/test_queue.py``.
+In queue mode (Redis, PostgreSQL, Celery; the servers as the tests start them), a worker group
+killed in the middle of a job and replaced.
 
 Writes ``benchmarks/results/faults.json``; exits 1 if anything was lost or a traceback shown.
 
@@ -346,6 +347,57 @@ def case_service_full_storage(work: Path) -> tuple | None:
     return [Path(i) for i in ids], (0 if refused_cleanly else 99), errors.strip(), None, kept_jobs
 
 
+def case_queue_killed_worker(work: Path) -> tuple | None:
+    """Queue mode (Redis, PostgreSQL, Celery): the worker group is SIGKILLed mid-job and a new
+    one started; every job must finish once. Uses the test suite's server helpers."""
+    import httpx
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "service"))
+    try:
+        from servers import MissingServer, Server, Worker, postgres_server, redis_server
+    except ImportError:
+        return None
+    audio = long_wav(work / "long.wav", 2).read_bytes()
+    try:
+        with redis_server() as broker, postgres_server() as database:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("EARMARK_")}
+            env.update(
+                EARMARK_BROKER_URL=broker,
+                EARMARK_DATABASE_URL=database,
+                EARMARK_STORAGE_DIR=str(work / "storage"),
+                EARMARK_MODEL_DIR=os.environ.get("EARMARK_MODEL_DIR", str(SHARED / "models")),
+                EARMARK_AUTH="none",
+                EARMARK_VISIBILITY_TIMEOUT="8",
+                EARMARK_LEASE_SECONDS="4",
+                EARMARK_WORKER_THREADS="1",
+                EARMARK_LOG_LEVEL="warning",
+            )
+            api = Server(env, ["--no-worker"], work / "api.log")
+            worker = Worker(env, work / "worker.log")
+            try:
+                with httpx.Client(base_url=api.url, timeout=60) as http:
+                    ids = [
+                        http.post("/v1/jobs", files={"files": (f"r{i}.wav", audio)}).json()["id"]
+                        for i in range(3)
+                    ]
+                    deadline = time.monotonic() + 120
+                    while time.monotonic() < deadline:  # until the worker holds a job
+                        states = [http.get(f"/v1/jobs/{i}").json()["state"] for i in ids]
+                        if "running" in states:
+                            break
+                        time.sleep(0.2)
+                    worker.kill()
+                    worker = Worker(env, work / "worker.log")
+                    kept_jobs, _, errors = served_results(http, ids)
+            finally:
+                worker.stop()
+                api.proc.terminate()
+                api.proc.wait(30)
+    except MissingServer:
+        return None
+    return [Path(i) for i in ids], 0, errors, None, kept_jobs
+
+
 CASES: dict[str, Callable[[Path], tuple | None]] = {
     "non-UTF-8 name": case_non_utf8,
     "255-byte names": case_long_names,
@@ -359,6 +411,7 @@ CASES: dict[str, Callable[[Path], tuple | None]] = {
     "service: embedded worker killed": case_service_killed_worker,
     "service: header lies (limit on decoded audio)": case_service_lying_header,
     "service: storage full (tmpfs)": case_service_full_storage,
+    "service: queue worker killed (Redis, PostgreSQL)": case_queue_killed_worker,
 }
 
 
@@ -369,7 +422,8 @@ def main() -> dict:
             started = time.perf_counter()
             outcome = case(Path(tmp))
             if outcome is None:
-                rows.append({"case": name, "run": False, "why": "needs root to mount a tmpfs"})
+                why = "needs root (tmpfs) or Redis and PostgreSQL installed"
+                rows.append({"case": name, "run": False, "why": why})
                 continue
             good, code, err, out = outcome[:4]
             n_kept = outcome[4] if len(outcome) > 4 else kept(out, good) if good else 0

@@ -255,7 +255,8 @@ def _worker_init(model: str, checkpoint: str | None, threads: int) -> None:
     _WORKER["tagger"] = load_model(model, checkpoint=checkpoint, threads=threads)
 
 
-def _worker_run(path: str, stem: str | None, options: DetectOptions) -> FileResult:
+def _worker_run(path: bytes, stem: str | None, options: DetectOptions) -> FileResult:
+    """One file in a worker process (``path`` as bytes: any name survives pickling)."""
     tagger = _WORKER["tagger"]
     assert isinstance(tagger, Tagger)
     return process_file(tagger, Path(os.fsdecode(path)), Path(stem) if stem else None, options)

@@ -307,3 +307,19 @@ def test_models_fetch_verifies_present_files_and_reports_missing(
     assert "mn10_as_mAP_471.pt" in err and "EARMARK_OFFLINE" in err and "https://" in err
     assert main(["models", "fetch", "no-such-model"]) == EXIT_USAGE
     assert "Unknown asset 'no-such-model'" in capsys.readouterr().err
+
+
+def test_version_and_every_event_default_in_help(capsys) -> None:
+    from importlib import metadata
+
+    from earmark.events import DEFAULT_MEDIAN_FILTER, DEFAULT_MERGE_GAP, DEFAULT_THRESHOLD
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"earmark {metadata.version('earmark')}"
+    with pytest.raises(SystemExit):
+        main(["detect", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for value in (DEFAULT_THRESHOLD, DEFAULT_MEDIAN_FILTER, DEFAULT_MERGE_GAP):
+        assert f"(default {value})" in text

@@ -379,3 +379,13 @@ def test_missing_extra_is_named_not_a_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "pip install 'earmark[service]'" in proc.stderr and "uvicorn" in proc.stderr
+
+
+def test_nothing_to_analyse_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    code, err = detect(capsys, tmp_path / "nosuchdir", "-o", out)
+    assert code == 2 and "nothing to analyse" in err and "nosuchdir" in err
+    assert not out.exists()  # nothing created
+    (tmp_path / "empty").mkdir()
+    code, err = detect(capsys, tmp_path / "empty", "-o", out)
+    assert code == 2 and "no audio files" in err and not out.exists()

@@ -64,6 +64,10 @@ class OutputFolderError(ValueError):
     """The output folder cannot be used (not a folder, not writable, holds another run)."""
 
 
+class NoInputError(ValueError):
+    """Not one input can be analysed (each is missing, unreadable, or holds no audio file)."""
+
+
 @dataclass
 class RunSummary:
     """The outcome of :func:`run`."""
@@ -327,8 +331,9 @@ def run(
     earlier run (see :data:`EXISTING`).
 
     A bad file never raises (it is reported in its result); invalid options, including class
-    names unknown to the model, raise ``ValueError`` before anything is written, and an
-    unusable output folder raises :class:`OutputFolderError` (a ``ValueError``).
+    names unknown to the model, raise ``ValueError`` before anything is written, as do an
+    unusable output folder (:class:`OutputFolderError`) and inputs of which not one can be read
+    (:class:`NoInputError`).
     """
     import torch
 
@@ -339,6 +344,12 @@ def run(
     t0 = time.perf_counter()
     entries = collect_inputs(inputs)
     readable = [e for e in entries if e.problem is None]
+    if not readable:  # a usage error: nothing is created
+        reasons = [f"{printable(e.path)}: {e.problem}" for e in entries]
+        named = ", ".join(printable(i) for i in inputs) or "(none)"
+        raise NoInputError(
+            "nothing to analyse: " + ("; ".join(reasons) or f"no audio files in {named}")
+        )
     jobs = min(options.jobs, max(len(readable), 1))
     threads = options.threads or default_threads(jobs)
     # model and options before any output: a missing model or a bad class name writes nothing
@@ -538,6 +549,7 @@ def build_manifest(
 
 __all__ = [
     "EXISTING",
+    "NoInputError",
     "OutputFolderError",
     "Progress",
     "RunSummary",

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from earmark import assets, custom_classes, evaluate, repeats, report, synth, tuning
+from earmark.events import DEFAULT_MEDIAN_FILTER, DEFAULT_MERGE_GAP, DEFAULT_THRESHOLD, OFF_RATIO
 from earmark.inputs import printable
 from earmark.service import cli as service_cli
 
@@ -330,11 +331,23 @@ def cmd_labels(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("earmark")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     parser = argparse.ArgumentParser(
         prog="earmark",
         description="Find sound events in recordings: which sounds, when, how sure.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"earmark {_version()}", help="show the version"
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -374,17 +387,33 @@ def build_parser() -> argparse.ArgumentParser:
     grp.add_argument("--window", type=float, help="window: clip length in seconds")
     grp.add_argument("--hop", type=float, help="window: hop in seconds")
     grp = det.add_argument_group("events")
-    grp.add_argument("--threshold", type=float, help="on-threshold for every class")
+    grp.add_argument(
+        "--threshold",
+        type=float,
+        help=f"on-threshold for every class (default {DEFAULT_THRESHOLD})",
+    )
     grp.add_argument(
         "--class-threshold",
         action="append",
         metavar="LABEL=VALUE",
         help="per-class on-threshold (repeatable), by class name or mid",
     )
-    grp.add_argument("--off-threshold", type=float, help="hysteresis off-threshold")
-    grp.add_argument("--median-filter", type=float, help="median filter length, seconds")
-    grp.add_argument("--min-duration", type=float, help="drop shorter events, seconds")
-    grp.add_argument("--merge-gap", type=float, help="merge same-class gaps up to, seconds")
+    grp.add_argument(
+        "--off-threshold",
+        type=float,
+        help=f"hysteresis off-threshold (default {OFF_RATIO} x the on-threshold)",
+    )
+    grp.add_argument(
+        "--median-filter",
+        type=float,
+        help=f"median filter length, seconds (default {DEFAULT_MEDIAN_FILTER})",
+    )
+    grp.add_argument("--min-duration", type=float, help="drop shorter events, seconds (default 0)")
+    grp.add_argument(
+        "--merge-gap",
+        type=float,
+        help=f"merge same-class gaps up to, seconds (default {DEFAULT_MERGE_GAP})",
+    )
     grp.add_argument(
         "--labels", action="append", help="only these classes (';'-separated, descendants too)"
     )
@@ -412,10 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
     grp.add_argument("--highpass", type=float, metavar="HZ", help="high-pass filter cut-off")
     grp = det.add_argument_group("output and running")
     grp.add_argument("--report", action="store_true", help="also write report.html/report.md")
-    grp.add_argument("--formats", help="comma-separated: csv,json,tsv,audacity")
+    grp.add_argument("--formats", help="comma-separated: csv,json,tsv,audacity (default all)")
     grp.add_argument("--no-scores", action="store_true", help="do not save framewise scores")
-    grp.add_argument("-j", "--jobs", type=int, help="files processed in parallel")
-    grp.add_argument("--threads", type=int, help="torch threads per job")
+    grp.add_argument("-j", "--jobs", type=int, help="files processed in parallel (default 1)")
+    grp.add_argument(
+        "--threads", type=int, help="torch threads per job (default: cores per job, less one)"
+    )
     grp.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
     grp.add_argument("--json", action="store_true", help="print the run summary as JSON")
     grp.add_argument(

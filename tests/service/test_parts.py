@@ -362,3 +362,16 @@ def test_docs_pin_swagger_ui_with_integrity(tmp_path: Path) -> None:
         )
         assert http.get("/static/docs.js").status_code == 200
         assert http.get("/redoc").status_code == 404
+
+
+def test_the_page_takes_the_cli_defaults(tmp_path: Path) -> None:
+    from earmark.events import DEFAULT_MERGE_GAP, DEFAULT_THRESHOLD
+
+    with make_client(tmp_path) as http:
+        defaults = http.get("/v1/config").json()["defaults"]
+        page = http.get("/").text
+    assert defaults["threshold"] == DEFAULT_THRESHOLD and defaults["merge_gap"] == DEFAULT_MERGE_GAP
+    # the page has no defaults of its own: app.js fills the fields from /v1/config
+    for field in ("threshold", "min_duration", "merge_gap"):
+        tag = page.split(f'id="{field}"')[1].split(">")[0]
+        assert "value=" not in tag, field

@@ -1127,9 +1127,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/v1/config", tags=["models"])
     def public_config() -> dict[str, Any]:
-        """What the web page needs to know: whether a key is required, upload limits."""
+        """What the web page needs to know: whether a key is required, upload limits, and the
+        detection defaults (the same as ``earmark detect``'s, from :mod:`earmark.events`)."""
+        from earmark import events
+
         return {
             "auth": settings.auth,
+            "defaults": {
+                "threshold": events.DEFAULT_THRESHOLD,
+                "min_duration": 0.0,
+                "merge_gap": events.DEFAULT_MERGE_GAP,
+                "median_filter": events.DEFAULT_MEDIAN_FILTER,
+            },
             "max_upload_mb": settings.max_upload_mb,
             "max_audio_seconds": settings.max_audio_seconds,
             "mode": "embedded" if settings.embedded else "queue",

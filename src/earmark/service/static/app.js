@@ -370,6 +370,10 @@ async function init() {
   try {
     const config = await (await fetch("/v1/config")).json();
     state.auth = config.auth;
+    for (const [name, value] of Object.entries(config.defaults || {})) {  // the CLI's defaults
+      const input = document.getElementById(name);
+      if (input) { input.value = value; input.dataset.default = value; }
+    }
   } catch (e) { /* keep defaults */ }
   $("#keybox").hidden = state.auth === "none";
   $("#apikey").value = state.key;

@@ -217,9 +217,9 @@ fill_wheelhouse() {
   fi
   log "wheelhouse $WHEELHOUSE: the pinned wheels for CPython 3.11.2 manylinux x86-64"
   local stamp="$WHEELHOUSE/.complete" want req
-  want="$(cat deploy/docker/requirements-*.txt | sha256sum | cut -c1-16)"
+  want="$( (cat deploy/docker/requirements-*.txt; echo "wheel setuptools>=77") | sha256sum | cut -c1-16)"
   [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] || for req in deploy/docker/requirements-api.txt deploy/docker/requirements-worker.txt \
-    "torch==2.13.0" "wheel setuptools>=68"; do
+    "torch==2.13.0" "wheel setuptools>=77"; do
     local args=(-r "$req")
     [[ -f "$req" ]] || read -r -a args <<<"$req"
     # --no-deps: the files are complete pins; PIP_CONSTRAINT: this machine's pip settings are not the image's

@@ -132,11 +132,11 @@ class TerminalProgress:
 def print_summary(summary: Any, stream: TextIO, top: int = 25) -> None:
     """The end-of-run table: files, hours of audio, events per class, failures."""
     totals = summary.manifest["totals"]
-    hours = totals["audio_seconds"] / 3600
+    took = totals["processing_seconds"]
     stream.write(
         f"\n{totals['files']} file(s): {totals['ok']} ok, {totals['partial']} partial, "
-        f"{totals['failed']} failed | {hours:.2f} h of audio in "
-        f"{format_duration(totals['processing_seconds'])} "
+        f"{totals['failed']} failed | {format_duration(totals['audio_seconds'])} of audio in "
+        f"{format_duration(took) if took >= 10 else f'{took:.1f} s'} "
         f"({totals['realtime_factor'] or 0:.0f}x real time) | {totals['events']} events\n"
     )
     counts = summary.counts_by_label()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +44,8 @@ PALETTE = [
     "#636363",
 ]
 
+log = logging.getLogger(__name__)
+
 
 def project(x: np.ndarray, method: str = "auto", seed: int = 0) -> tuple[np.ndarray, str]:
     """2-D coordinates of the rows of ``x`` and the method used (``umap`` or ``tsne``)."""
@@ -57,6 +60,9 @@ def project(x: np.ndarray, method: str = "auto", seed: int = 0) -> tuple[np.ndar
                 raise ValueError(
                     "UMAP needs umap-learn (pip install 'earmark[custom]'); or use --method tsne"
                 ) from None
+            log.warning(
+                "umap-learn is not installed (pip install 'earmark[custom]'): the map uses t-SNE"
+            )
         else:
             reducer = umap.UMAP(
                 n_neighbors=min(15, len(x) - 1), metric="cosine", random_state=seed, n_jobs=1

@@ -284,8 +284,13 @@ def methodology(report: Report) -> list[tuple[str, str]]:
         )
         + (f" ({len(thresholds)} per-class overrides)" if thresholds else "")
         + f", off threshold {post.get('off_threshold') or 'on x 0.5'}; gaps up to "
-        f"{post.get('merge_gap')} s merged; events shorter than {post.get('min_duration')} s "
-        f"dropped; labels: {_labels_text(post, m.get('custom_classes'))}"
+        f"{post.get('merge_gap')} s merged; "
+        + (
+            f"events shorter than {post.get('min_duration')} s dropped; "
+            if post.get("min_duration")
+            else "no minimum duration; "
+        )
+        + f"labels: {_labels_text(post, m.get('custom_classes'))}"
         + (f", excluding {'; '.join(post['exclude'])}" if post.get("exclude") else "")
         + f"; grouping: {post.get('group_by') or 'none'}"
     )

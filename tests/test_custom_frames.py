@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -21,7 +22,13 @@ from custom_fixtures import (  # noqa: F401
 
 from earmark.audio import load
 from earmark.custom.detector import DetectorConfig, score_recordings, train_detector
-from earmark.custom.frame_head import FitOptions
+from earmark.custom.frame_head import (
+    FitOptions,
+    FrameHead,
+    HeadEnsemble,
+    load_frame_head,
+    save_frame_head,
+)
 from earmark.custom.mixtures import (
     LabelledEvent,
     MixtureConfig,
@@ -90,7 +97,7 @@ def test_mixtures_are_seeded_and_clip_disjoint(clips, backgrounds) -> None:
     assert snr_lo <= -5.0  # the defaults reach at least -5 dB
 
 
-def test_seeded_frame_head_repeats_exactly(clips, backgrounds, tagger) -> None:
+def test_seeded_frame_head_repeats_exactly(clips, backgrounds, tagger, tmp_path: Path) -> None:
     config = DetectorConfig(
         mixtures=MixtureConfig(n_mixtures=32, seconds=10.0),
         fit=FitOptions(max_epochs=3, patience=2),
@@ -101,12 +108,24 @@ def test_seeded_frame_head_repeats_exactly(clips, backgrounds, tagger) -> None:
     assert data[0].audioset.shape == (len(data[0].features), 527)
     first = train_detector(data, CLASSES, config, seed=1)
     second = train_detector(data, CLASSES, config, seed=1)
-    for key, value in first.head.state_dict().items():
-        assert torch.equal(value, second.head.state_dict()[key]), key
+    assert isinstance(first.head, HeadEnsemble) and len(first.head.heads) == 1 + 4  # final + splits
+    for mine, theirs in zip(first.head.heads, second.head.heads, strict=True):
+        for key, value in mine.state_dict().items():
+            assert torch.equal(value, theirs.state_dict()[key]), key
     assert first.thresholds == second.thresholds
     cv = first.metrics["cross_validation"]
     assert set(cv["per_class"]) == set(CLASSES) and 0 <= cv["event_f1"] <= 1
     assert len(first.metrics["splits"]) == 4
+    # the ensemble is saved and loaded whole: same probabilities, not the first member's alone
+    rows = data[0].rows(True)
+    save_frame_head(tmp_path / "frame_head.pt", first.head, {"audioset_input": True})
+    loaded, extra = load_frame_head(tmp_path / "frame_head.pt")
+    assert extra["audioset_input"] is True and "members" not in extra
+    assert np.array_equal(loaded.probabilities(rows), first.head.probabilities(rows))
+    alone = first.head.heads[0].probabilities(rows)
+    assert not np.allclose(alone, first.head.probabilities(rows))
+    single = train_detector(data, CLASSES, dataclasses.replace(config, ensemble=False), seed=1)
+    assert isinstance(single.head, FrameHead)
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ from earmark.custom.frame_head import (
     HEAD_KINDS,
     FitOptions,
     FrameHead,
+    HeadEnsemble,
     fit_frame_head,
     head_input,
 )
@@ -63,6 +64,8 @@ class DetectorConfig:
     audioset_gates: bool = True
     """Silence a class where the AudioSet model supports it less than it ever did in training,
     for the classes where that costs no event F1 on held-out mixtures (:func:`choose_gates`)."""
+    ensemble: bool = True
+    """Average the final head with the heads of the cross-validation splits (their logits)."""
     fit: FitOptions = field(default_factory=FitOptions)
     mixtures: MixtureConfig = field(default_factory=MixtureConfig)
 
@@ -144,7 +147,7 @@ def score_recordings(
 class DetectorResult:
     """The trained frame head, its thresholds and what cross-validation measured."""
 
-    head: FrameHead
+    head: FrameHead | HeadEnsemble
     thresholds: dict[str, float]
     metrics: dict
     warnings: list[str]
@@ -175,7 +178,7 @@ def train_detector(
 
     oof_probs: dict[str, np.ndarray] = {}
     oof_thresholds: dict[str, dict[str, float]] = {}
-    splits, epochs = [], []
+    splits, epochs, members = [], [], []
     for s, g in enumerate(groups):
         inner = groups[(s + 1) % len(groups)]
         train = [d for d in data if d.group not in (g, inner)]
@@ -192,6 +195,7 @@ def train_detector(
         if writer is not None:
             writer.close()
         epochs.append(fit.epochs)
+        members.append(fit.head)
         val_probs = [fit.head.probabilities(d.rows(config.audioset_input)) for d in by_group[inner]]
         chosen, _, _ = choose_thresholds(val_probs, by_group[inner], classes)
         held = by_group[g]
@@ -250,7 +254,8 @@ def train_detector(
         "config": asdict(config),
         "seconds": round(time.perf_counter() - started, 3),
     }
-    return DetectorResult(final.head, thresholds, metrics, warnings, gates)
+    head = HeadEnsemble([final.head, *members]) if config.ensemble else final.head
+    return DetectorResult(head, thresholds, metrics, warnings, gates)
 
 
 def _summarise(tensorboard: object | None, cv: dict, thresholds: dict[str, float]) -> None:

@@ -97,6 +97,36 @@ class FrameHead(nn.Module):
         return torch.sigmoid(self(x))[0].numpy()
 
 
+class HeadEnsemble:
+    """Frame heads of one shape whose logits are averaged: the final head and the heads of the
+    cross-validation splits. Averaging logits (not probabilities) keeps the scale that the
+    thresholds were chosen on where the members agree, and evens out what one seed or one
+    split of the clips learnt by heart."""
+
+    def __init__(self, heads: Sequence[FrameHead]) -> None:
+        if not heads:
+            raise ValueError("an ensemble needs at least one head")
+        self.heads = list(heads)
+        first = self.heads[0]
+        self.kind, self.dim, self.n_classes = first.kind, first.dim, first.n_classes
+
+    def describe(self) -> dict:
+        """Shape of the members (saved with their weights)."""
+        return self.heads[0].describe()
+
+    @torch.no_grad()
+    def probabilities(self, rows: np.ndarray) -> np.ndarray:
+        """Sigmoid of the members' mean logits ``(T, classes)`` for one recording's rows."""
+        if len(rows) == 0:
+            return np.zeros((0, self.n_classes), dtype=np.float32)
+        x = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))[None]
+        logits = torch.zeros(len(rows), self.n_classes)
+        for head in self.heads:
+            head.eval()
+            logits += head(x)[0]
+        return torch.sigmoid(logits / len(self.heads)).numpy()
+
+
 def apply_gates(probs: np.ndarray, audioset: np.ndarray, gates: dict[int, tuple]) -> np.ndarray:
     """Silence a class's frames where the AudioSet model gives none of its supporting classes
     at least the floor probability: ``gates`` maps a column of ``probs`` to ``(AudioSet
@@ -110,12 +140,14 @@ def apply_gates(probs: np.ndarray, audioset: np.ndarray, gates: dict[int, tuple]
 
 @dataclass(frozen=True)
 class FitOptions:
-    """Optimisation settings of :func:`fit_frame_head`."""
+    """Optimisation settings of :func:`fit_frame_head`. The head learns the few clips of each
+    class by heart within a few epochs, so it is kept small and strongly regularised (chosen on
+    the dev soundscapes of ``benchmarks/custom_sed.py``, docs/custom-classes.md)."""
 
-    hidden: int = 128
-    dropout: float = 0.3
-    lr: float = 2e-3
-    weight_decay: float = 1e-2
+    hidden: int = 64
+    dropout: float = 0.5
+    lr: float = 1e-3
+    weight_decay: float = 5e-2
     batch_size: int = 32
     max_epochs: int = 60
     patience: int = 8
@@ -227,15 +259,30 @@ def _fit(
     return FrameFit(head, run.epochs, run.val_loss, time.perf_counter() - started, run.curve)
 
 
-def save_frame_head(path, head: FrameHead, extra: dict) -> None:  # type: ignore[no-untyped-def]
-    """Save weights, shape and ``extra`` (input description) atomically."""
+def save_frame_head(path, head: FrameHead | HeadEnsemble, extra: dict) -> None:  # type: ignore[no-untyped-def]
+    """Save weights, shape and ``extra`` (input description) atomically. An ensemble saves its
+    first member as the head and the others' weights under ``members``."""
     from earmark.outputs import atomic_path
 
+    heads = head.heads if isinstance(head, HeadEnsemble) else [head]
+    state = {**heads[0].describe(), **extra, "state_dict": heads[0].state_dict()}
+    if len(heads) > 1:
+        state["members"] = [h.state_dict() for h in heads[1:]]
     with atomic_path(path) as temp:
-        torch.save({**head.describe(), **extra, "state_dict": head.state_dict()}, temp)
+        torch.save(state, temp)
 
 
-def load_frame_head(path) -> tuple[FrameHead, dict]:  # type: ignore[no-untyped-def]
-    """A saved head and the rest of what was saved with it (``audioset_input`` ...)."""
+def load_frame_head(path) -> tuple[FrameHead | HeadEnsemble, dict]:  # type: ignore[no-untyped-def]
+    """A saved head (an ensemble when it was saved with ``members``) and the rest of what was
+    saved with it (``audioset_input`` ...)."""
     head, extra = load_head(path, FrameHead)
-    return head, extra  # type: ignore[return-value]
+    members = extra.pop("members", None)
+    if not members:
+        return head, extra  # type: ignore[return-value]
+    heads = [head]
+    for weights in members:
+        other = FrameHead(head.kind, head.dim, head.n_classes, head.hidden, head.dropout)  # type: ignore[arg-type]
+        other.load_state_dict(weights)
+        other.eval()
+        heads.append(other)
+    return HeadEnsemble(heads), extra  # type: ignore[arg-type]

@@ -196,7 +196,7 @@ def case_read_only(work: Path) -> tuple[list[Path], int, str, Path] | None:
             return None
         code, err = earmark(work / "in", "-o", ro / "out")
         clear = code == 2 and "Read-only file system" in err
-        return [], (0 if clear else 99), err, ro / "out"
+        return [], (code if clear else 99), err, ro / "out"  # 99: not the clear usage error
 
 
 def case_killed_worker(work: Path) -> tuple[list[Path], int, str, Path]:

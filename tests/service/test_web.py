@@ -14,17 +14,25 @@ pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="module")
-def embedded(model_dir: Path, tmp_path_factory, artifacts: Path):
-    """``earmark serve`` with no broker and no database configured, open on loopback."""
+def embedded_env(storage: Path, model_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment of ``earmark serve`` in embedded mode: no broker, no database, open on
+    loopback, one worker thread; ``extra`` adds or overrides ``EARMARK_*`` settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EARMARK_")}
     env.update(
-        EARMARK_STORAGE_DIR=str(tmp_path_factory.mktemp("embedded")),
+        EARMARK_STORAGE_DIR=str(storage),
         EARMARK_MODEL_DIR=str(model_dir),
         EARMARK_AUTH="none",
         EARMARK_WORKER_THREADS="1",
         EARMARK_LOG_LEVEL="warning",
+        **extra,
     )
+    return env
+
+
+@pytest.fixture(scope="module")
+def embedded(model_dir: Path, tmp_path_factory, artifacts: Path):
+    """``earmark serve`` with no broker and no database configured, open on loopback."""
+    env = embedded_env(tmp_path_factory.mktemp("embedded"), model_dir)
     server = Server(env, [], artifacts / "embedded.log")
     try:
         yield server
@@ -120,15 +128,7 @@ def test_limits_hold_on_decoded_audio_not_on_headers(
     data = bytearray(path.read_bytes())
     packed = int.from_bytes(data[18:26], "big")  # STREAMINFO: total samples, 36 bits
     data[18:26] = ((packed & ~((1 << 36) - 1)) | sr).to_bytes(8, "big")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EARMARK_")}
-    env.update(
-        EARMARK_STORAGE_DIR=str(tmp_path / "storage"),
-        EARMARK_MODEL_DIR=str(model_dir),
-        EARMARK_AUTH="none",
-        EARMARK_MAX_AUDIO_SECONDS="60",
-        EARMARK_WORKER_THREADS="1",
-        EARMARK_LOG_LEVEL="warning",
-    )
+    env = embedded_env(tmp_path / "storage", model_dir, EARMARK_MAX_AUDIO_SECONDS="60")
     server = Server(env, [], artifacts / "limits.log")
     try:
         with httpx.Client(base_url=server.url, timeout=120) as http:
@@ -152,15 +152,7 @@ def test_killed_embedded_worker_is_restarted_and_readiness_follows_it(
 
     from servers import wait_job
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EARMARK_")}
-    env.update(
-        EARMARK_STORAGE_DIR=str(tmp_path / "storage"),
-        EARMARK_MODEL_DIR=str(model_dir),
-        EARMARK_AUTH="none",
-        EARMARK_LEASE_SECONDS="4",
-        EARMARK_WORKER_THREADS="1",
-        EARMARK_LOG_LEVEL="warning",
-    )
+    env = embedded_env(tmp_path / "storage", model_dir, EARMARK_LEASE_SECONDS="4")
 
     def worker_pids(server: Server) -> list[int]:
         found = subprocess.run(

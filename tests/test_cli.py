@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+from earmark.assets import needed_files
 from earmark.cli import EXIT_FILES_FAILED, EXIT_OK, EXIT_USAGE, main
 from earmark.tagger import Tagger, load_model
 
@@ -307,6 +308,28 @@ def test_models_fetch_verifies_present_files_and_reports_missing(
     assert "mn10_as_mAP_471.pt" in err and "EARMARK_OFFLINE" in err and "https://" in err
     assert main(["models", "fetch", "no-such-model"]) == EXIT_USAGE
     assert "Unknown asset 'no-such-model'" in capsys.readouterr().err
+
+
+def test_missing_model_files_listed_all_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    fixtures_dir: Path,
+) -> None:
+    """Offline with no model files: one error names every file a run needs, each with its URL
+    and sha256, and the one command that fetches them (not one missing file per attempt)."""
+    monkeypatch.setenv("EARMARK_MODEL_DIR", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("EARMARK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("EARMARK_OFFLINE", "1")
+    clip = fixtures_dir / "esc10_dog_1-100032-A.ogg"
+    code = main(["detect", str(clip), "-o", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE, err
+    for asset in needed_files():
+        assert asset.filename in err and asset.url in err and asset.sha256 in err
+    assert "earmark models fetch --dir DIR" in err and "EARMARK_MODEL_DIR=DIR" in err
+    assert "Traceback" not in err and len(err.splitlines()) <= 8  # short and structured
 
 
 def test_version_and_every_event_default_in_help(capsys) -> None:

@@ -69,6 +69,7 @@ __all__ = [
     "get_asset",
     "list_models",
     "locate",
+    "needed_files",
     "resolve",
     "resolve_model",
     "sha256_file",
@@ -402,11 +403,28 @@ def _as_asset(asset: Asset | str) -> Asset:
     return asset if isinstance(asset, Asset) else get_asset(asset)
 
 
+def needed_files(asset: Asset | None = None) -> list[Asset]:
+    """The files a first run needs (the default model, the labels, the ontology used by
+    ``--group-by``), with ``asset`` first when it is another one."""
+    files = [MODELS[DEFAULT_MODEL].checkpoint, ASSETS["labels"], ASSETS["ontology"]]
+    if asset is not None and asset not in files:
+        files.insert(0, asset)
+    return files
+
+
 def _fix_hint(asset: Asset, cache: Path) -> str:
+    """How to get ``asset`` and the other files a run needs, all at once: one per line with its
+    URL and sha256, and the one command that fetches them."""
+    rows = [
+        f"  {a.filename:<26} {a.url}" + (f"  sha256 {a.sha256}" if a.sha256 else "")
+        for a in needed_files(asset)
+    ]
     return (
-        f"To fix: download {asset.url} into a folder and set {MODEL_DIR_ENV} to that folder "
-        f"(e.g. {MODEL_DIR_ENV}=/path/to/models), or allow downloads (network access, "
-        f"{OFFLINE_ENV} unset) so that earmark fetches it into {cache}."
+        "earmark needs these files (sha256-verified):\n"
+        + "\n".join(rows)
+        + f"\nTo fix: run `earmark models fetch --dir DIR` where the network is reachable and set "
+        f"{MODEL_DIR_ENV}=DIR, or put the files in DIR yourself; with network access (and "
+        f"{OFFLINE_ENV} unset) earmark downloads them into {cache}."
     )
 
 
@@ -638,7 +656,7 @@ def resolve(
             else "downloads are disabled"
         )
         raise AssetNotFoundError(
-            f"Model asset {asset.filename} not found (looked in {where}) and {reason}. "
+            f"model file {asset.filename} not found (looked in {where}) and {reason}.\n"
             f"{_fix_hint(asset, cached.parent)}",
             asset_filename=asset.filename,
             url=asset.url,
@@ -652,8 +670,8 @@ def resolve(
         raise
     except AssetNotFoundError as exc:
         raise AssetNotFoundError(
-            f"Model asset {asset.filename} not found locally (looked in {'; '.join(searched)}) "
-            f"and the download failed: {exc} {_fix_hint(asset, cached.parent)}",
+            f"model file {asset.filename} not found locally (looked in {'; '.join(searched)}) "
+            f"and the download failed: {exc}\n{_fix_hint(asset, cached.parent)}",
             asset_filename=asset.filename,
             url=asset.url,
             searched=tuple(searched),

@@ -303,14 +303,14 @@ def cmd_models(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def cmd_models_fetch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``earmark models fetch``: download and verify model files (exit 2 if any is missing)."""
-    names = args.names or [assets.DEFAULT_MODEL, "labels", "ontology"]
+    wanted = args.names or assets.needed_files()  # the same list a missing-file error gives
     status = EXIT_OK
-    for name in names:
+    for name in wanted:
         try:
             found = assets.fetch(name, args.dir)
         except (KeyError, assets.AssetNotFoundError, assets.AssetIntegrityError) as exc:
             reason = exc.args[0] if isinstance(exc, KeyError) else exc
-            print(f"earmark: {name}: {reason}", file=sys.stderr)
+            print(f"earmark: {getattr(name, 'filename', name)}: {reason}", file=sys.stderr)
             status = EXIT_USAGE
             continue
         if not args.quiet:

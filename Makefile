@@ -7,22 +7,33 @@ BIN := $(VENV)/bin
 INPUT ?= recordings/
 OUT ?= earmark-out
 ARGS ?=
-# torch is pinned to a CPU build; set TORCH_INDEX (e.g. https://download.pytorch.org/whl/cpu)
-# to take it from another index than the default one.
+# torch: the CPU build (about 200 MB to download, 700 MB installed) unless this machine has an
+# NVIDIA GPU (nvidia-smi answers). TORCH_BUILD=cpu or cuda chooses; cuda is PyPI's default build,
+# several GB with its nvidia-* packages. TORCH_INDEX adds another index to take torch from.
 TORCH_VERSION ?= 2.13.0
-TORCH_INDEX ?=
+TORCH_BUILD ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo cuda || echo cpu)
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?= $(if $(filter cpu,$(TORCH_BUILD)),$(TORCH_CPU_INDEX))
+# make test installs the programs the service and web tests run (tools/system-deps.sh, apt-get);
+# SYSTEM_DEPS=no skips that (those tests are then skipped, outside CI).
+SYSTEM_DEPS ?= yes
 SHARED ?= $(abspath ../shared)
 
-.PHONY: install dev run test lint bench clean
+.PHONY: install dev run test lint bench clean system-deps torch-build
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(BIN)/activate pyproject.toml
-	$(BIN)/pip install --quiet torch==$(TORCH_VERSION) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	@echo "installing torch $(TORCH_VERSION), $(TORCH_BUILD) build$(if $(filter cpu,$(TORCH_BUILD)), (about 200 MB; TORCH_BUILD=cuda for the GPU build), (several GB; TORCH_BUILD=cpu for the 200 MB CPU build))"
+	$(BIN)/pip install --quiet --no-deps torch==$(TORCH_VERSION) $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -e .
+	@$(MAKE) --no-print-directory torch-build
 	touch $@
+
+torch-build:  ## say which torch build the environment has
+	@$(BIN)/python -c "import torch; print('torch', torch.__version__, '(CUDA ' + torch.version.cuda + ')' if torch.version.cuda else '(CPU build)')"
 
 $(VENV)/.dev: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -35,7 +46,10 @@ dev: $(VENV)/.dev  ## install with the test tools
 run: install  ## detect sound events in INPUT (files, folders, globs) into OUT (replacing it)
 	$(BIN)/earmark detect $(INPUT) -o $(OUT) --overwrite $(ARGS)
 
-test: dev  ## lint and run the test suite on real audio (EARMARK_SHARED, default ../shared)
+system-deps:  ## install Redis, PostgreSQL and Chromium for the service and web tests (apt-get)
+	@bash tools/system-deps.sh
+
+test: dev $(if $(filter yes,$(SYSTEM_DEPS)),system-deps)  ## set up, lint and run the test suite on real audio (EARMARK_SHARED, default ../shared)
 	$(BIN)/ruff check src tests benchmarks
 	EARMARK_SHARED=$${EARMARK_SHARED:-$(SHARED)} \
 	EARMARK_MODEL_DIR=$${EARMARK_MODEL_DIR:-$(SHARED)/models} \

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INPUT ?= recordings/
 OUT ?= earmark-out
 ARGS ?=
-# torch: the CPU build (about 200 MB to download, 700 MB installed) unless this machine has an
+# torch: the CPU build (about 200 MB to download, 750 MB installed) unless this machine has an
 # NVIDIA GPU (nvidia-smi answers). TORCH_BUILD=cpu or cuda chooses; cuda is PyPI's default build,
 # several GB with its nvidia-* packages. TORCH_INDEX adds another index to take torch from.
 TORCH_VERSION ?= 2.13.0

@@ -109,7 +109,12 @@ def test_map_png_and_self_contained_html(tmp_path: Path, esc10_embeddings) -> No
     from earmark.maps import make_map
 
     esc10_embeddings.save(tmp_path / "emb.npz")
-    written = make_map(tmp_path / "emb.npz", tmp_path / "maps" / "esc10", method="tsne")
+    written = make_map(tmp_path / "emb.npz", tmp_path / "maps", method="tsne")
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [
+        "map.csv",
+        "map.html",
+        "map.png",
+    ]
     assert written["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = written["html"].read_text()
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing fetched
@@ -124,3 +129,27 @@ def test_map_png_and_self_contained_html(tmp_path: Path, esc10_embeddings) -> No
     dist = ((xy[:, None] - xy[None]) ** 2).sum(-1) + np.eye(len(xy)) * 1e12
     agree = np.mean([labels[i] == labels[j] for i, j in enumerate(dist.argmin(1))])
     assert agree > 0.9
+
+
+def test_progress_eta_counts_from_the_first_file_and_each_pass(monkeypatch) -> None:
+    """The first ETA does not include model loading, cached files do not make it optimistic,
+    and a second pass (augmented copies) starts its own estimate."""
+    import io
+
+    from earmark import embeddings
+
+    clock = iter([0.0, 30.0, 30.2, 32.0, 40.0, 100.0, 100.5, 103.0])
+    monkeypatch.setattr(embeddings.time, "perf_counter", lambda: next(clock))
+    out = io.StringIO()
+    printer = embeddings.ProgressPrinter(interval=0.0, stream=out)  # t=0: made, model loads
+    printer(0, 10, 0)  # t=30: first report
+    printer(1, 10, 0)  # t=30.2: too soon for a rate
+    printer(3, 10, 1)  # t=32: 2 files embedded (1 cached) in 2 s -> 7 left, 7 s
+    printer(10, 10, 1)  # t=40
+    printer(0, 4, 0)  # t=100: second pass
+    printer(1, 4, 0)  # t=100.5
+    printer(2, 4, 0)  # t=103: 2 files in 3 s -> 2 left, 3 s
+    lines = out.getvalue().splitlines()
+    assert [line.split("ETA ")[1] for line in lines] == [
+        "estimating", "estimating", "7 s", "done", "estimating", "estimating", "3 s"
+    ]  # fmt: skip

@@ -924,7 +924,12 @@ def add_parser(subparsers: Any) -> None:
         "its file and clicking plays it.",
     )
     mp.add_argument("data", help="dataset folder or CSV, or an embeddings .npz/.parquet")
-    mp.add_argument("-o", "--output", required=True, help="output prefix (writes .png, .html)")
+    mp.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output folder (gets map.png, map.html, map.csv; a name ending in .png names them)",
+    )
     mp.add_argument("--method", choices=("auto", "umap", "tsne"), default="auto")
     mp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     mp.add_argument("--model", default=assets.DEFAULT_MODEL, help="backbone model")

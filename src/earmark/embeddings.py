@@ -21,7 +21,6 @@ import hashlib
 import io
 import itertools
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -388,7 +387,12 @@ def embed_dataset(
 
 
 class ProgressPrinter:
-    """Prints ``files done / total, cached, rate, ETA`` lines to stderr every few seconds."""
+    """Prints ``files done / total, cached, rate, ETA`` lines to stderr every few seconds.
+
+    One printer may follow several passes (``done`` starting again, or another ``total``). The
+    ETA comes from the files embedded since a pass's first report, not from files read from the
+    cache nor the time before it; until one second and one file have passed it says
+    ``estimating``."""
 
     def __init__(
         self, what: str = "embedded", interval: float = 5.0, stream: object = None
@@ -400,16 +404,30 @@ class ProgressPrinter:
         self.stream = stream if stream is not None else sys.stderr
         self.started = time.perf_counter()
         self.last = 0.0
+        self.first: tuple[float, int] | None = None
+        self.previous = (0, 0)
 
     def __call__(self, done: int, total: int, cached: int) -> None:
         now = time.perf_counter()
+        if self.first is not None and (total != self.previous[0] or done < self.previous[1]):
+            self.first = None  # a new pass began
+        self.previous = (total, done)
+        if self.first is None:  # rates are measured from here: model loading is not in them
+            self.first = (now, done - cached)
+            self.started = self.last = now
         if done < total and now - self.last < self.interval:
             return
         self.last = now
         elapsed = max(now - self.started, 1e-9)
         rate = done / elapsed
-        eta = (total - done) / rate if rate > 0 else math.inf
-        eta_text = f"{eta:.0f} s" if math.isfinite(eta) else "?"
+        t0, worked0 = self.first
+        worked = done - cached - worked0  # files embedded (not read from the cache) since then
+        if done >= total:
+            eta_text = "done"
+        elif worked >= 1 and now - t0 >= 1.0:
+            eta_text = f"{(total - done) * (now - t0) / worked:.0f} s"
+        else:
+            eta_text = "estimating"
         self.stream.write(  # type: ignore[attr-defined]
             f"{self.what} {done}/{total} files ({cached} from cache) | "
             f"{rate:.1f} files/s | ETA {eta_text}\n"

@@ -216,7 +216,11 @@ def make_map(
     dataset_args: Any = None,
 ) -> dict[str, Path]:
     """Map a dataset (embedded on the way, cached) or an embeddings file; returns the paths of
-    the PNG, the HTML page and a CSV of the coordinates."""
+    the PNG, the HTML page and a CSV of the coordinates.
+
+    ``output`` is a folder (created), which gets ``map.png``, ``map.html`` and ``map.csv``; a
+    path ending in ``.png`` or ``.html`` names the files instead (``x.png``, ``x.html``,
+    ``x.csv``)."""
     from earmark.embeddings import Backbone, EmbeddingSet, ProgressPrinter, embed_dataset
     from earmark.outputs import atomic_write_text
 
@@ -246,6 +250,10 @@ def make_map(
     out = Path(output)
     if out.suffix.lower() in (".png", ".html"):
         out = out.with_suffix("")
+    else:
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"{out} is a file; -o takes a folder (or a name ending in .png)")
+        out = out / "map"
     out.parent.mkdir(parents=True, exist_ok=True)
     backbone = emb.meta.get("backbone", "")
     title = f"{source.name}: {len(emb)} clips, {used.upper()} of {backbone} embeddings"

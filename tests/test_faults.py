@@ -8,6 +8,7 @@ no traceback reaches the user.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import shutil
@@ -115,6 +116,11 @@ def test_same_base_name_in_two_folders(
         assert {e["file"] for e in data["events"]} == {f["path"]}
         labels.append({e["label"] for e in data["events"]})
     assert "Dog" in labels[0] and "Dog" not in labels[1]
+    # the run's tables name the files alike, and keep the two apart
+    tsv = [line.split("\t")[0] for line in (out / "events.tsv").read_text().splitlines()[1:]]
+    with open(out / "events.csv", newline="") as fh:
+        in_csv = [row["file"] for row in csv.DictReader(fh)]
+    assert tsv == in_csv and set(tsv) == {f["path"] for f in entries}
 
 
 # ---------------------------------------------------------------------------- failures

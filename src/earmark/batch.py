@@ -409,7 +409,7 @@ def run(
         meta = {"model": tagger.spec.name, "files": len(ordered)}
         write_events_csv(out / "events.csv", all_events)
         write_events_json(out / "events.json", all_events, meta=meta)
-        write_events_tsv(out / "events.tsv", all_events)
+        write_events_tsv(out / "events.tsv", all_events, full_names=True)
         write_config(out / "config.yaml", options)
         summary.manifest = record.write(ordered, seconds, True)
     except OSError as exc:

@@ -230,15 +230,18 @@ def _check_field(value: str, what: str) -> str:
     return value
 
 
-def write_events_tsv(path: StrPath, events: Iterable[Event]) -> None:
+def write_events_tsv(path: StrPath, events: Iterable[Event], full_names: bool = False) -> None:
     """Write events in the DCASE format.
 
     Header ``filename<TAB>onset<TAB>offset<TAB>event_label``, then one line per event;
-    ``filename`` is the base name of ``event.file``, times in seconds with 3 decimals.
+    ``filename`` is the base name of ``event.file`` (``full_names``: ``event.file`` as it is,
+    as ``events.csv`` has it, so that files of one name in two folders stay apart), times in
+    seconds with 3 decimals.
     """
     lines = ["\t".join(DCASE_HEADER)]
     for event in events:
-        name = _check_field(os.path.basename(event.file), "file name")
+        file = event.file if full_names else os.path.basename(event.file)
+        name = _check_field(file, "file name")
         label = _check_field(event.label, "label")
         lines.append(f"{name}\t{_ms(event.onset)}\t{_ms(event.offset)}\t{label}")
     atomic_write_text(path, "\n".join(lines) + "\n")

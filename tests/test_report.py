@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import escape as html_escape
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from earmark import cli
 from earmark.audio import _load_native
 from earmark.events import Event
 from earmark.outputs import read_events
-from earmark.report import build_report, timestamp
+from earmark.report import build_report, dataset_rows, timestamp
 from earmark.report_plots import MAX_PAGES, pages
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,13 +49,14 @@ def test_report_files_written(run_dir: Path) -> None:
     sha = manifest["model"]["checkpoint_sha256"]
     for text in (html, md):
         assert sha in text and "mn04_as" in text and "0.432" in text
-        assert "earmark detect --config config.yaml" in text
+        assert f"earmark detect --config {run_dir.resolve() / 'config.yaml'}" in text
         assert "soxr" in text and "local scoring" in text
     # self-contained: nothing loaded from elsewhere, pictures embedded
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
     assert "<link" not in html
     ok_files = [f for f in manifest["files"] if f["status"] == "ok"]
-    assert html.count("data:image/png;base64,") >= 2 * len(ok_files)
+    # one picture per file: spectrogram, events, scores and level on one time axis
+    assert html.count("data:image/png;base64,") == len(ok_files)
 
 
 def test_report_has_every_event(run_dir: Path) -> None:
@@ -101,7 +103,32 @@ def test_dataset_levels_and_run_anomalies(run_dir: Path) -> None:
     speech = by_name["speech.wav"]
     assert not {a.kind for a in speech.anomalies} & {"clipping", "low_level", "band_limited"}
     md = (run_dir / "report.md").read_text(encoding="utf-8")
-    assert "Sound present through most of the file" in md and "Why it matters" in md
+    assert "Sound present through most of the file" in md and "Why these make" in md
+    # each kind's explanation is written once, however many rows it has
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    for a in report.anomalies:
+        assert md.count(a.why) == 1 and html.count(html_escape(a.why)) == 1, a.kind
+
+
+def test_reproduce_line_repeats_the_run_from_elsewhere(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report's "Reproduce" command works as written, from any folder."""
+    import shlex
+
+    line = json.loads((run_dir / "manifest.json").read_text())["reproduce"]
+    assert line in (run_dir / "report.md").read_text(encoding="utf-8")
+    argv = shlex.split(line.replace("<new-out>", str(tmp_path / "again")))
+    monkeypatch.chdir(tmp_path)
+    assert argv[:2] == ["earmark", "detect"]
+    assert cli.main([*argv[1:], "-q"]) == cli.EXIT_FILES_FAILED  # the corrupt file again
+    before = sorted((e.file, e.label, e.onset) for e in read_events(run_dir / "events.json"))
+    again = sorted(
+        (e.file, e.label, e.onset) for e in read_events(tmp_path / "again" / "events.json")
+    )
+    assert [(Path(f).name, la, t) for f, la, t in again] == [
+        (Path(f).name, la, t) for f, la, t in before
+    ]
 
 
 def test_unknown_sound_needs_loud_unexplained_audio(run_dir: Path) -> None:
@@ -128,14 +155,18 @@ def test_report_command_json(run_dir: Path, tmp_path: Path, capsys: pytest.Captu
     assert cli.main(["report", str(tmp_path / "nothing")]) == cli.EXIT_USAGE
 
 
-def test_timeline_renders_in_chromium(run_dir: Path) -> None:
-    page = run_dir / "report.html"
-    dom = dump_dom(page)
+def test_timeline_renders_in_chromium(run_dir: Path, tmp_path: Path) -> None:
+    """Without pictures the script draws each file's timeline; with pictures the figure's
+    event lanes are the timeline (one per file, not two)."""
+    assert cli.main(["report", str(run_dir), "-o", str(tmp_path), "--no-pictures", "-q"]) == 0
+    dom = dump_dom(tmp_path / "report.html")
     report = build_report(run_dir)
     drawn = len(re.findall(r'<rect class="event"', dom))
     assert drawn == len(report.events) > 0
     rendered = [int(n) for n in re.findall(r'data-rendered="(\d+)"', dom)]
     assert sum(rendered) == len(report.events)
+    page = run_dir / "report.html"
+    assert "class='timeline'" not in page.read_text(encoding="utf-8")
     import matplotlib.image
 
     png = screenshot(page, ARTIFACTS / "report.png", width=1280, height=6000)
@@ -181,6 +212,10 @@ def test_report_of_a_run_without_levels_measures_them(
         7, abs=0.1
     )
     assert len(list(out.rglob("*.signal.npz"))) == 1
+    # the data table shows what the report measured
+    (row,) = dataset_rows(report)
+    assert row["lufs"] is not None and row["noise_floor"] < row["peak"]
+    assert row["snr"] == pytest.approx(file_report.signal.snr_db, abs=0.01)
 
 
 def test_report_never_imports_torch(run_dir: Path) -> None:

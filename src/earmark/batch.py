@@ -21,6 +21,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -438,7 +439,14 @@ class _Record:
     def write(self, results: Sequence[FileResult], seconds: float, complete: bool) -> dict:
         """Write the manifest (an incomplete one silently skips a write that fails)."""
         manifest = build_manifest(
-            self.tagger, self.options, results, self.started_at, seconds, self.argv, complete
+            self.tagger,
+            self.options,
+            results,
+            self.started_at,
+            seconds,
+            self.argv,
+            complete,
+            self.out,
         )
         try:
             write_json(self.out / "manifest.json", manifest)
@@ -455,7 +463,7 @@ class _Record:
             with contextlib.suppress(OSError):
                 (self.out / name).unlink()
         manifest = build_manifest(
-            self.tagger, self.options, results, self.started_at, seconds, self.argv, False
+            self.tagger, self.options, results, self.started_at, seconds, self.argv, False, self.out
         )
         manifest["error"] = error
         with contextlib.suppress(OSError):
@@ -510,17 +518,32 @@ def build_manifest(
     seconds: float,
     argv: Sequence[str] | None,
     complete: bool = True,
+    out: Path | None = None,
 ) -> dict:
-    """Everything needed to understand and repeat a run (``complete`` is false while it runs)."""
+    """Everything needed to understand and repeat a run (``complete`` is false while it runs).
+
+    ``reproduce`` is a command that repeats the run from any folder: with ``out`` (the CLI),
+    absolute paths of the inputs and of ``out/config.yaml``; without (the service), the files'
+    names and ``config.yaml`` as the results give them."""
     audio_seconds = sum(r.duration for r in results)
+    if out is not None:
+        reproduce = shlex.join(
+            ["earmark", "detect", "--config", printable(Path(out).resolve() / "config.yaml")]
+            + [printable(os.path.abspath(r.path)) for r in results]
+            + ["-o", "<new-out>"]
+        )
+    else:
+        reproduce = shlex.join(
+            ["earmark", "detect", "--config", "config.yaml"]
+            + [printable(r.path) for r in results]
+            + ["-o", "<new-out>"]
+        )
     return {
         "earmark_version": package_versions()["earmark"],
         "created": started_at.isoformat(timespec="seconds"),
         "complete": complete,
         "command": [printable(a) for a in argv] if argv is not None else None,
-        "reproduce": "earmark detect --config config.yaml "
-        + " ".join(r.path for r in results)
-        + " -o <out>",
+        "reproduce": reproduce,
         "model": tagger.describe(),
         "options": options.to_dict(),
         "custom_classes": _custom_classes_entry(tagger, options),

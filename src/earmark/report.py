@@ -355,18 +355,20 @@ def methodology(report: Report) -> list[tuple[str, str]]:
         ("Command", shlex.join(command) if command else "–"),
         (
             "Reproduce",
-            f"cd {report.name} && " + (m.get("reproduce") or "").replace("<out>", "<new-out>"),
+            (m.get("reproduce") or "–").replace("<out>", "<new-out>")
+            + (" (config.yaml and the files from this job's results)" if report.label else ""),
         ),
     ]
     return rows
 
 
 def dataset_rows(report: Report) -> list[dict]:
-    """One row per file: duration, format, levels."""
+    """One row per file: duration, format, levels (as detection measured them, else as the
+    report measured them on the recording)."""
     rows = []
     for f in report.files:
         audio = f.entry.get("audio") or {}
-        sig = audio.get("signal") or {}
+        sig = audio.get("signal") or (f.signal.summary() if f.signal is not None else {})
         after = (audio.get("preprocess") or {}).get("signal_after") or {}
         rows.append(
             {
@@ -388,6 +390,11 @@ def dataset_rows(report: Report) -> list[dict]:
             }
         )
     return rows
+
+
+def _explanations(report: Report) -> dict[str, tuple[str, str]]:
+    """Each kind of anomaly found, once: its title and why it makes recognition harder."""
+    return {a.kind: (a.title, a.why) for a in report.anomalies}
 
 
 def _where(a: Anomaly, limit: int = 6) -> str:
@@ -468,10 +475,10 @@ def render_markdown(report: Report) -> str:
     if not report.anomalies:
         out.append("None found.")
     for a in report.anomalies:
-        out += [
-            f"- **{a.title}** ({a.severity}) in `{a.file}`, {_where(a)}: {a.detail}. "
-            f"*Why it matters:* {a.why}"
-        ]
+        out += [f"- **{a.title}** ({a.severity}) in `{a.file}`, {_where(a)}: {a.detail}."]
+    if report.anomalies:
+        out += ["", "Why these make recognition harder:", ""]
+        out += [f"- **{title}**: {why}" for title, why in _explanations(report).values()]
     out += ["", "## Events per file"]
     for f in report.files:
         out += ["", f"### {f.path}", ""]
@@ -541,11 +548,13 @@ def _figure(
     """One file's spectrogram/events/scores picture (or a page of it) as an HTML block."""
     from earmark import report_plots as plots
 
-    mel = f.signal.mel_db if f.signal is not None else None
-    mel_hop = f.signal.mel_hop if f.signal is not None else 0.032
+    sig = f.signal
+    mel = sig.mel_db if sig is not None else None
+    mel_hop = sig.mel_hop if sig is not None else 0.032
+    level = (sig.block_rms_db, sig.block_seconds, sig.noise_floor_dbfs) if sig is not None else None
     png = plots.file_figure(
         title, f.duration, mel, mel_hop, f.events, f.scores, f.hop, f.names, threshold,
-        span=span, regions=regions,
+        span=span, regions=regions, level=level,
     )  # fmt: skip
     return f"<div class='fig'>{_img(png, alt)}</div>"
 
@@ -666,14 +675,7 @@ def render_html(report: Report, pictures: bool = True) -> str:
     if report.anomalies:
         parts.append(
             _table(
-                [
-                    "severity",
-                    "file",
-                    "what",
-                    "where",
-                    "measured",
-                    "why it makes recognition harder",
-                ],
+                ["severity", "file", "what", "where", "measured"],
                 [
                     (
                         _Raw(
@@ -681,16 +683,19 @@ def render_html(report: Report, pictures: bool = True) -> str:
                             f"{SEVERITY_COLOUR[a.severity]}'>{a.severity}</span>"
                         ),
                         a.file,
-                        a.title,
+                        _Raw(f"<a href='#why-{esc(a.kind)}'>{esc(a.title)}</a>"),
                         _where(a),
                         a.detail,
-                        a.why,
                     )
                     for a in report.anomalies
                 ],
                 "sortable anomalies",
             )
         )
+        parts.append("<h3>Why these make recognition harder</h3><dl class='why'>")
+        for kind, (title, why) in _explanations(report).items():
+            parts.append(f"<dt id='why-{esc(kind)}'>{esc(title)}</dt><dd>{esc(why)}</dd>")
+        parts.append("</dl>")
     else:
         parts.append("<p>None found.</p>")
     parts.append("<h2 id='files'>Files</h2>")
@@ -705,21 +710,24 @@ def render_html(report: Report, pictures: bool = True) -> str:
                 f"<p class='error'><b>Failed:</b> {esc(f.entry.get('error') or '')}</p></section>"
             )
             continue
-        lanes = plots.lane_labels(f.events, limit=40)
-        timeline_data.append(
-            {
-                "id": f"timeline-{i}",
-                "duration": f.duration,
-                "lanes": lanes,
-                "colours": plots.colour_of(lanes),
-                "events": [
-                    [e.label, round(e.onset, 3), round(e.offset, 3), round(e.peak, 3)]
-                    for e in f.events
-                ],
-            }
-        )
-        parts.append(f"<div class='timeline' id='timeline-{i}' data-duration='{f.duration}'></div>")
-        if pictures:
+        if not pictures:  # with pictures, the figure's event lanes are the timeline
+            lanes = plots.lane_labels(f.events, limit=40)
+            timeline_data.append(
+                {
+                    "id": f"timeline-{i}",
+                    "duration": f.duration,
+                    "lanes": lanes,
+                    "colours": plots.colour_of(lanes),
+                    "events": [
+                        [e.label, round(e.onset, 3), round(e.offset, 3), round(e.peak, 3)]
+                        for e in f.events
+                    ],
+                }
+            )
+            parts.append(
+                f"<div class='timeline' id='timeline-{i}' data-duration='{f.duration}'></div>"
+            )
+        else:
             regions = [
                 (s, e, SEVERITY_COLOUR[a.severity]) for a in f.anomalies for s, e in a.regions
             ]
@@ -748,20 +756,6 @@ def render_html(report: Report, pictures: bool = True) -> str:
                     alt = f"{f.path} from {a:.0f} s"
                     parts.append(_figure(f, title, alt, threshold, regions, (a, b)))
                 parts.append("</details>")
-            if f.signal is not None and f.signal.block_rms_db.size:
-                parts.append(
-                    "<div class='fig'>"
-                    + _img(
-                        plots.level_figure(
-                            f.signal.block_rms_db,
-                            f.signal.block_seconds,
-                            f.signal.noise_floor_dbfs,
-                            "level over time",
-                        ),
-                        f"level of {f.path}",
-                    )
-                    + "</div>"
-                )
         if f.events:
             parts.append(
                 "<input class='filter' placeholder='filter events (label)…' "

@@ -67,8 +67,11 @@ def file_figure(
     threshold: float | None,
     span: tuple[float, float] | None = None,
     regions: Sequence[tuple[float, float, str]] = (),
+    level: tuple[np.ndarray, float, float] | None = None,
 ) -> bytes:
-    """Spectrogram, event lanes and top score curves of one file (or of ``span`` of it), as PNG."""
+    """Spectrogram, event lanes, top score curves and, with ``level`` (``(block RMS in dBFS,
+    block seconds, noise floor dBFS)``), the level over time of one file (or of ``span`` of
+    it), as PNG: one time axis for all panels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,10 +84,17 @@ def file_figure(
     colours = colour_of(lanes)
     plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11})
     heights = [3.0, max(1.2, 0.32 * len(lanes) + 0.5), 2.2]
+    with_level = level is not None and level[0].size > 0
+    if with_level:
+        heights.append(1.8)
     fig, axes = plt.subplots(
-        3, 1, figsize=(13, sum(heights) + 0.9), sharex=True, gridspec_kw={"height_ratios": heights}
+        len(heights),
+        1,
+        figsize=(13, sum(heights) + 0.9),
+        sharex=True,
+        gridspec_kw={"height_ratios": heights},
     )
-    ax_spec, ax_lane, ax_curve = axes
+    ax_spec, ax_lane, ax_curve = axes[:3]
     fig.suptitle(title, fontsize=12, x=0.01, ha="left")
 
     # spectrogram
@@ -166,8 +176,11 @@ def file_figure(
     ax_curve.set_ylim(0, 1)
     ax_curve.set_ylabel("score")
     ax_curve.set_title(f"framewise scores, top {TOP_CURVES} classes", loc="left")
-    _time_axis(ax_curve, t0, t1)
     ax_curve.grid(alpha=0.3)
+    if with_level:
+        assert level is not None
+        _level_panel(axes[3], *level, t0, t1)
+    _time_axis(axes[-1], t0, t1)
     fig.tight_layout(rect=(0, 0, 1, 0.985))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)
@@ -202,33 +215,28 @@ def _time_axis(ax: Any, t0: float, t1: float) -> None:
         ax.set_xlabel("time (s)")
 
 
-def level_figure(
-    block_rms_db: np.ndarray, block_seconds: float, noise_floor: float, title: str
-) -> bytes:
-    """Short-term level over time with the estimated noise floor, as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(13, 2.2))
-    times = np.arange(block_rms_db.size) * block_seconds
-    ax.plot(times, block_rms_db, color=OKABE_ITO[3], lw=1, label="level (100 ms RMS)")
-    ax.axhline(
-        noise_floor,
-        color=OKABE_ITO[4],
-        ls="--",
-        lw=1.2,
-        label=f"noise floor {noise_floor:.1f} dBFS",
-    )
-    ax.set_ylim(max(float(np.min(block_rms_db)) - 5, -120), 0)
-    _time_axis(ax, 0.0, max(block_rms_db.size * block_seconds, 1e-3))
+def _level_panel(
+    ax: Any,
+    block_rms_db: np.ndarray,
+    block_seconds: float,
+    noise_floor: float,
+    t0: float,
+    t1: float,
+) -> None:
+    """Short-term level between ``t0`` and ``t1`` with the estimated noise floor."""
+    a = max(int(t0 / block_seconds), 0)
+    b = min(int(np.ceil(t1 / block_seconds)) + 1, block_rms_db.size)
+    part = block_rms_db[a:b]
+    times = (np.arange(a, a + part.size) + 0.5) * block_seconds
+    ax.plot(times, part, color=OKABE_ITO[3], lw=1, label="level (100 ms RMS)")
+    if np.isfinite(noise_floor):
+        ax.axhline(noise_floor, color=OKABE_ITO[4], ls="--", lw=1.2, label="noise floor")
+    finite = part[np.isfinite(part)]
+    ax.set_ylim(max(float(finite.min()) - 5, -120) if finite.size else -120, 0)
     ax.set_ylabel("dBFS")
-    ax.set_title(title, loc="left", fontsize=11)
-    ax.legend(loc="upper right", fontsize=9)
+    title = "level over time"
+    if np.isfinite(noise_floor):
+        title += f"; noise floor {noise_floor:.1f} dBFS"
+    ax.set_title(title, loc="left")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=9, frameon=False)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
-    return buffer.getvalue()

@@ -454,7 +454,7 @@ def _write_run_outputs(
     meta = {"model": tagger.spec.name, "files": len(rows), "job": job.id}
     write_events_csv(out / "events.csv", events)
     write_events_json(out / "events.json", events, meta=meta)
-    write_events_tsv(out / "events.tsv", events)
+    write_events_tsv(out / "events.tsv", events, full_names=True)
     write_config(out / "config.yaml", options)
     by_file: dict[str, list[Any]] = {}
     for event in events:

@@ -19,7 +19,7 @@
     var label = 190, lane = 20, top = 22, duration = Math.max(spec.duration, 0.001);
     var avail = Math.max((box.clientWidth || 1100) - label - 12, 300);
     var pxPerSec = Math.max(avail / duration, Math.min(8, 20000 / duration));
-    var width = label + duration * pxPerSec + 12;
+    var width = label + duration * pxPerSec + 64;  // room for the last tick's label
     var height = top + Math.max(spec.lanes.length, 1) * lane + 8;
     var svg = el("svg", {width: width, height: height, role: "img", "aria-label": "event timeline"}, box);
     var step = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600].find(function (s) { return s * pxPerSec >= 70; }) || 7200;

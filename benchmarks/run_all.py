@@ -18,6 +18,7 @@ def main() -> int:
     steps = [
         ["benchmarks.sed.soundscapes"],
         ["benchmarks.sed"],
+        ["benchmarks.sounds"],
         ["benchmarks.repeats", *(["--quick"] if args.quick else [])],
         ["benchmarks.scoring_design"],
         ["benchmarks.speed", "--minutes", "10" if args.quick else "60"],

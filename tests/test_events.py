@@ -98,6 +98,7 @@ def test_single_event_times_and_confidences():
         "duration": 0.75,
         "peak": 0.6,
         "mean": 0.5,
+        "alternatives": [],
     }
 
 

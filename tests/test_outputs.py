@@ -32,7 +32,16 @@ from earmark.outputs import (
 
 EVENTS = [
     Event("/data/rec one.wav", "Speech", "/m/09x0r", 0.0, 1.28, 0.91234567, 0.70001),
-    Event("/data/rec one.wav", "Domestic animals, pets", "/m/068hy", 0.96, 2.24, 0.5, 0.45678),
+    Event(
+        "/data/rec one.wav",
+        "Domestic animals, pets",
+        "/m/068hy",
+        0.96,
+        2.24,
+        0.5,
+        0.45678,
+        (("Dog", "/m/0bt9lr", 0.44444), ("Animal; (x)", "/m/0jbk", 0.3)),
+    ),
     Event("/data/rec one.wav", 'Say "hi", café', "/m/x", 3.2, 3.3333333, 1.0, 0.3),
 ]
 
@@ -50,6 +59,7 @@ def rounded(event: Event) -> Event:
         round(event.offset, 3),
         round(event.peak, 4),
         round(event.mean, 4),
+        tuple((label, mid, round(peak, 4)) for label, mid, peak in event.alternatives),
     )
 
 
@@ -170,9 +180,10 @@ def test_csv_round_trip(tmp_path):
     write_events_csv(path, EVENTS)
     lines = path.read_text(encoding="utf-8").splitlines()
     assert lines[0] == ",".join(EVENT_COLUMNS)
-    assert lines[1] == "/data/rec one.wav,Speech,/m/09x0r,0.000,1.280,1.280,0.9123,0.7000"
+    assert lines[1] == "/data/rec one.wav,Speech,/m/09x0r,0.000,1.280,1.280,0.9123,0.7000,"
     assert lines[2] == (
-        '/data/rec one.wav,"Domestic animals, pets",/m/068hy,0.960,2.240,1.280,0.5000,0.4568'
+        '/data/rec one.wav,"Domestic animals, pets",/m/068hy,0.960,2.240,1.280,0.5000,0.4568,'
+        "Dog (/m/0bt9lr) 0.4444; Animal; (x) (/m/0jbk) 0.3000"
     )
     assert read_events(path) == [rounded(e) for e in EVENTS]
 
@@ -192,7 +203,12 @@ def test_json_round_trip(tmp_path):
         "duration": 0.133,
         "peak": 1.0,
         "mean": 0.3,
+        "alternatives": [],
     }
+    assert data["events"][1]["alternatives"] == [
+        {"label": "Dog", "mid": "/m/0bt9lr", "peak": 0.4444},
+        {"label": "Animal; (x)", "mid": "/m/0jbk", "peak": 0.3},
+    ]
     assert read_events(path) == [rounded(e) for e in EVENTS]
 
 

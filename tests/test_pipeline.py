@@ -251,8 +251,10 @@ def test_refinement_is_what_places_the_car_horn(
     """Score-based boundaries (``refine=False``) start the horn about 0.5 s early; the signal
     puts it within 0.15 s of the annotation (5.00-5.69 s)."""
     name = "soundscape_20170928"
-    _, refined, _ = soundscape_results(name)
-    plain = earmark.detect(scaper_dir / f"{name}.wav", model=tagger, refine=False)
+    path = scaper_dir / f"{name}.wav"
+    # every class as its own event: here the horn's own boundaries are what is measured
+    refined = earmark.detect(path, model=tagger, join_related=False)
+    plain = earmark.detect(path, model=tagger, refine=False, join_related=False)
 
     def horn(events: list[earmark.Event]) -> earmark.Event:
         [ev] = [e for e in events if e.label in label_map["car_horn"]]

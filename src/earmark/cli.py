@@ -192,6 +192,7 @@ def _detect_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "labels": _split_list(args.labels),
         "exclude": _split_list(args.exclude),
         "group_by": args.group_by,
+        "join_related": False if args.every_class else None,
         "method": args.scoring,
         "window": args.window,
         "hop": args.hop,
@@ -419,6 +420,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grp.add_argument("--exclude", action="append", help="never these classes (';'-separated)")
     grp.add_argument("--group-by", help="roll classes up the ontology: parent, top, or a depth")
+    grp.add_argument(
+        "--every-class",
+        action="store_true",
+        help="report every class that fires (default: one event per sound, related classes "
+        "such as Siren / Emergency vehicle / Police car joined, the others as alternatives)",
+    )
     grp.add_argument(
         "--classes",
         metavar="MODEL_DIR",

@@ -20,6 +20,8 @@ Activity (steps 3-5) is decided on the *filtered* scores; the confidences report
 event (``peak`` = max, ``mean`` = mean over the event's frames) are computed from the
 *raw* scores (after grouping), so they are what the model said, not a smoothed value.
 Events of different classes may overlap; all are reported, sorted by (onset, label).
+(``earmark detect`` then joins the related classes of one sound, after boundary refinement:
+:mod:`earmark.sounds`, ``join_related``.)
 
 Everything is vectorised over frames and classes; Python only loops over the final events
 to build :class:`Event` objects. The median filter is never computed on the scores
@@ -98,7 +100,8 @@ class Event:
     """One detected sound event. Times in seconds from the start of ``file``.
 
     ``peak`` and ``mean`` are the max and mean raw score of the class over the event's
-    frames.
+    frames. ``alternatives`` are the other classes found for the same sound, as ``(label,
+    mid, peak)``, best first (see :mod:`earmark.sounds`).
     """
 
     file: str
@@ -108,6 +111,7 @@ class Event:
     offset: float
     peak: float
     mean: float
+    alternatives: tuple[tuple[str, str, float], ...] = ()
 
     @property
     def duration(self) -> float:
@@ -117,8 +121,8 @@ class Event:
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly dict: times rounded to ms, confidences to 4 decimals.
 
-        Keys are ``file, label, mid, onset, offset, duration, peak, mean``; ``duration`` is
-        the difference of the rounded times.
+        Keys are ``file, label, mid, onset, offset, duration, peak, mean, alternatives``
+        (a list of ``{label, mid, peak}``); ``duration`` is the difference of the rounded times.
         """
         onset, offset = round(self.onset, 3), round(self.offset, 3)
         return {
@@ -130,6 +134,10 @@ class Event:
             "duration": round(offset - onset, 3),
             "peak": _round_or_none(self.peak, 4),
             "mean": _round_or_none(self.mean, 4),
+            "alternatives": [
+                {"label": label, "mid": mid, "peak": _round_or_none(peak, 4)}
+                for label, mid, peak in self.alternatives
+            ],
         }
 
 
@@ -154,6 +162,10 @@ class PostprocessOptions:
       ontology, the classes below them too).
     * ``group_by``: ``None``, ``"parent"``, ``"top"`` or a depth ``"0"``, ``"1"``, ...
       (see :func:`earmark.labels.group_scores`; needs an ontology).
+    * ``join_related``: after the boundaries are set, overlapping events of related classes
+      (ancestor, descendant or sibling in the ontology) become one event per sound, named by
+      the most specific confident class, the others kept as its ``alternatives``
+      (:func:`earmark.sounds.join_related`); ``False`` reports every class.
     """
 
     threshold: float = DEFAULT_THRESHOLD
@@ -165,6 +177,7 @@ class PostprocessOptions:
     labels: list[str] | None = None
     exclude: list[str] | None = None
     group_by: str | None = None
+    join_related: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.labels, str):
@@ -220,6 +233,8 @@ class PostprocessOptions:
                 raise ValueError(f"{name} must be a list of class names or mids, got {value!r}")
         if self.group_by is not None:
             _parse_level(self.group_by)
+        if not isinstance(self.join_related, bool):
+            raise ValueError(f"join_related must be true or false, got {self.join_related!r}")
 
 
 def effective_thresholds(

@@ -28,6 +28,7 @@ import io
 import json
 import math
 import os
+import re
 import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from os import PathLike
@@ -57,7 +58,19 @@ __all__ = [
     "write_scores",
 ]
 
-EVENT_COLUMNS = ("file", "label", "mid", "onset", "offset", "duration", "peak", "mean")
+EVENT_COLUMNS = (
+    "file",
+    "label",
+    "mid",
+    "onset",
+    "offset",
+    "duration",
+    "peak",
+    "mean",
+    "alternatives",
+)
+"""``alternatives``: the other classes of the same sound, ``label (mid) peak`` joined by
+``"; "`` (see :mod:`earmark.sounds`)."""
 EVENT_FORMATS = ("csv", "json", "tsv", "audacity")
 #: File name suffix (after the stem) of each event format.
 EVENT_SUFFIXES = {
@@ -205,7 +218,37 @@ def _event_row(event: Event) -> list[str]:
         _ms(offset - onset),
         _conf(event.peak),
         _conf(event.mean),
+        "; ".join(f"{label} ({mid}) {_conf(peak)}" for label, mid, peak in event.alternatives),
     ]
+
+
+_ALTERNATIVE = re.compile(r"(?P<label>.*?) \((?P<mid>[^()]*)\) (?P<peak>[-+0-9.eE]+|nan)(?:; |$)")
+
+
+def _alternatives(value: object, path: Path, where: str) -> tuple[tuple[str, str, float], ...]:
+    """Alternatives from a JSON list of ``{label, mid, peak}`` or a CSV cell."""
+    if value is None or value == "" or value == []:
+        return ()
+    if isinstance(value, list):
+        try:
+            return tuple(
+                (str(a["label"]), str(a.get("mid") or ""), _float(a.get("peak"), path, where))
+                for a in value
+            )
+        except (KeyError, TypeError, AttributeError):
+            raise ValueError(
+                f"{path}, {where}: alternatives must be {{label, mid, peak}}"
+            ) from None
+    out, text, pos = [], str(value), 0
+    while pos < len(text):
+        match = _ALTERNATIVE.match(text, pos)
+        if match is None:
+            raise ValueError(
+                f"{path}, {where}: alternatives {text[pos:]!r} are not 'label (mid) peak; ...'"
+            )
+        out.append((match["label"], match["mid"], _float(match["peak"], path, where)))
+        pos = match.end()
+    return tuple(out)
 
 
 def write_events_csv(path: StrPath, events: Iterable[Event]) -> None:
@@ -287,7 +330,7 @@ def read_events(path: StrPath) -> list[Event]:
         return [_event_from_mapping(row, path, f"event {i}") for i, row in enumerate(rows)]
     if suffix == ".csv":
         reader = csv.DictReader(io.StringIO(text))
-        missing = set(EVENT_COLUMNS) - {"duration"} - set(reader.fieldnames or ())
+        missing = set(EVENT_COLUMNS) - {"duration", "alternatives"} - set(reader.fieldnames or ())
         if missing:
             raise ValueError(f"{path}: missing columns {sorted(missing)}")
         return [_event_from_mapping(row, path, f"line {reader.line_num}") for row in reader]
@@ -349,6 +392,7 @@ def _event_from_mapping(row: object, path: Path, where: str) -> Event:
             offset=_float(row["offset"], path, where),
             peak=_float(row.get("peak"), path, where),
             mean=_float(row.get("mean"), path, where),
+            alternatives=_alternatives(row.get("alternatives"), path, where),
         )
     except KeyError as exc:
         raise ValueError(f"{path}, {where}: missing field {exc}") from None

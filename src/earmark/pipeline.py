@@ -262,7 +262,18 @@ def detect(
     events = events_from_scores(tagger, scores, post, file=name)
     if envelope is not None:
         events = refine_events(events, envelope, boundaries, scores.duration)
-    return events
+    return one_event_per_sound(tagger, events, post)
+
+
+def one_event_per_sound(
+    tagger: Tagger, events: list[Event], options: PostprocessOptions
+) -> list[Event]:
+    """``events`` with related classes of one sound joined (``options.join_related``)."""
+    if not options.join_related or len(events) < 2:
+        return events
+    from earmark.sounds import join_related
+
+    return join_related(events, tagger.ontology)
 
 
 def frame_scores(
@@ -353,6 +364,7 @@ def process_file(
             result.events = refine_events(
                 result.events, envelope, options.boundaries, scores.duration
             )
+        result.events = one_event_per_sound(tagger, result.events, post)
         if stem is not None:
             result.outputs = _write_file_outputs(
                 stem, result, scores, labels, options, analysis if measured else None

@@ -392,6 +392,11 @@ def dataset_rows(report: Report) -> list[dict]:
     return rows
 
 
+def _alternatives_text(event: Event) -> str:
+    """The other classes found for an event's sound, with their peaks."""
+    return ", ".join(f"{label} {peak:.2f}" for label, _mid, peak in event.alternatives)
+
+
 def _explanations(report: Report) -> dict[str, tuple[str, str]]:
     """Each kind of anomaly found, once: its title and why it makes recognition harder."""
     return {a.kind: (a.title, a.why) for a in report.anomalies}
@@ -488,10 +493,13 @@ def render_markdown(report: Report) -> str:
         if not f.events:
             out.append("No events.")
             continue
-        out += ["| label | start | end | duration | peak | mean |", "|---|---|---|---|---|---|"]
+        out += [
+            "| label | start | end | duration | peak | mean | also heard as |",
+            "|---|---|---|---|---|---|---|",
+        ]
         out += [
             f"| {e.label} | {timestamp(e.onset)} | {timestamp(e.offset)} | {e.duration:.3f} | "
-            f"{e.peak:.3f} | {e.mean:.3f} |"
+            f"{e.peak:.3f} | {e.mean:.3f} | {_alternatives_text(e)} |"
             for e in f.events
         ]
     return "\n".join(out) + "\n"
@@ -763,7 +771,7 @@ def render_html(report: Report, pictures: bool = True) -> str:
             )
             parts.append(
                 _table(
-                    ["label", "start", "end", "duration (s)", "peak", "mean"],
+                    ["label", "start", "end", "duration (s)", "peak", "mean", "also heard as"],
                     [
                         (
                             e.label,
@@ -772,6 +780,7 @@ def render_html(report: Report, pictures: bool = True) -> str:
                             f"{e.duration:.3f}",
                             f"{e.peak:.3f}",
                             f"{e.mean:.3f}",
+                            _alternatives_text(e),
                         )
                         for e in f.events
                     ],

@@ -150,7 +150,7 @@ def test_db_keys_and_worker_check_commands(
     monkeypatch.delenv("EARMARK_DATABASE_URL", raising=False)
     monkeypatch.delenv("EARMARK_BROKER_URL", raising=False)
     assert main(["db", "upgrade"]) == 0
-    assert "at revision 0001" in capsys.readouterr().out
+    assert "at revision 0002" in capsys.readouterr().out
     assert main(["keys", "create", "x" * 101]) == 2
     assert "1 to 100 characters" in capsys.readouterr().err
     assert main(["keys", "create", "carol", "--json"]) == 0

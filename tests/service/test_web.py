@@ -66,26 +66,26 @@ def test_web_page_upload_timeline_and_table(embedded, fixtures_dir: Path, artifa
             page.fill("#threshold", "0.3")
             page.click("#submit")
             page.wait_for_selector("#timeline .event-bar", timeout=90_000)
-            bars = page.locator('#timeline .event-bar[data-label="Dog"]')
+            bars = page.locator('#timeline .event-bar[data-label="Bark"]')  # one per sound
             assert bars.count() >= 1
             # hovering an event names it with its times
             bars.first.hover()
-            assert "Dog" in page.locator("#tooltip").inner_text()
+            assert "Bark" in page.locator("#tooltip").inner_text()
             # the table lists it and filters
-            page.fill("#filter", "dog")
+            page.fill("#filter", "bark")
             rows = page.locator("#events tbody tr")
             assert rows.count() >= 1
-            assert all("dog" in t.lower() for t in rows.all_inner_texts())
+            assert all("bark" in t.lower() for t in rows.all_inner_texts())
             page.wait_for_timeout(500)  # let the spectrogram draw
             page.screenshot(path=str(artifacts / "web-page.png"), full_page=True)
             # the page's downloads come from the API
             with page.expect_download() as info:
                 page.click('button[data-format="csv"]')
-            assert "Dog" in Path(info.value.path()).read_text()
+            assert "Bark" in Path(info.value.path()).read_text()
             with page.expect_download() as info:
                 page.click('button[data-format="audacity"]')
             assert info.value.suggested_filename == f"{audio.name}.audacity.txt"
-            assert "\tDog" in Path(info.value.path()).read_text()
+            assert "\tBark" in Path(info.value.path()).read_text()
             assert page.locator("#axis .tick").count() >= 2  # a time axis under the picture
         finally:
             browser.close()

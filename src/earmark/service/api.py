@@ -126,6 +126,14 @@ class JobList(BaseModel):
     total: int
 
 
+class AlternativeOut(BaseModel):
+    """Another class found for the same sound as an event."""
+
+    label: str
+    mid: str
+    peak: float | None
+
+
 class EventOut(BaseModel):
     """A sound event: times in seconds from the start of its file."""
 
@@ -137,6 +145,9 @@ class EventOut(BaseModel):
     duration: float
     peak: float | None
     mean: float | None
+    alternatives: list[AlternativeOut] = []
+    """Other classes found for the same sound, best first (``detect --every-class`` in the CLI
+    reports them as events of their own)."""
 
 
 class EventsOut(BaseModel):

@@ -333,6 +333,7 @@ def _record_file(
                 offset=float(e.offset),
                 peak=_finite(e.peak),
                 mean=_finite(e.mean),
+                alternatives=[[a, m, _finite(p)] for a, m, p in e.alternatives] or None,
             )
             for seq, e in enumerate(result.events)
         )
@@ -436,6 +437,9 @@ def job_events(session: Any, job_id: str) -> list[Any]:
             offset=r.offset,
             peak=nan if r.peak is None else r.peak,
             mean=nan if r.mean is None else r.mean,
+            alternatives=tuple(
+                (str(a), str(m), nan if p is None else float(p)) for a, m, p in r.alternatives or ()
+            ),
         )
         for r in rows
     ]

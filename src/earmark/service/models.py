@@ -123,6 +123,8 @@ class EventRow(Base):
     offset: Mapped[float] = mapped_column(Float, nullable=False)
     peak: Mapped[float | None] = mapped_column(Float)
     mean: Mapped[float | None] = mapped_column(Float)
+    alternatives: Mapped[list | None] = mapped_column(JSON)
+    """Other classes of the same sound: ``[[label, mid, peak], ...]`` (see earmark.sounds)."""
 
 
 class Counter(Base):

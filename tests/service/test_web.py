@@ -24,8 +24,8 @@ def embedded_env(storage: Path, model_dir: Path, **extra: str) -> dict[str, str]
         EARMARK_AUTH="none",
         EARMARK_WORKER_THREADS="1",
         EARMARK_LOG_LEVEL="warning",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
@@ -49,6 +49,7 @@ def test_web_page_upload_timeline_and_table(embedded, fixtures_dir: Path, artifa
     from playwright.sync_api import sync_playwright
 
     audio = fixtures_dir / "esc10_dog_1-100032-A.ogg"
+    rooster = fixtures_dir / "esc10_rooster_1-26806-A.ogg"
     errors: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -62,7 +63,10 @@ def test_web_page_upload_timeline_and_table(embedded, fixtures_dir: Path, artifa
             page.wait_for_load_state("networkidle")
             assert page.locator("#keybox").is_hidden()  # auth off on loopback: no key needed
             assert "mn04_as" in page.locator("#model").inner_text()  # from GET /v1/models
-            page.set_input_files("#files", str(audio))
+            # one "choose files" control: the file input itself is hidden behind its label
+            assert page.locator("#files").bounding_box()["width"] <= 1
+            assert page.get_by_text("choose files").count() == 1
+            page.set_input_files("#files", [str(audio), str(rooster)])
             page.fill("#threshold", "0.3")
             page.click("#submit")
             page.wait_for_selector("#timeline .event-bar", timeout=90_000)
@@ -87,9 +91,64 @@ def test_web_page_upload_timeline_and_table(embedded, fixtures_dir: Path, artifa
             assert info.value.suggested_filename == f"{audio.name}.audacity.txt"
             assert "\tBark" in Path(info.value.path()).read_text()
             assert page.locator("#axis .tick").count() >= 2  # a time axis under the picture
+            # lane names sit in their own column: they never cover the first seconds
+            names = page.locator("#lane-names .lane-name")
+            assert names.count() == page.locator("#timeline .lane").count() >= 1
+            strip_left = page.locator("#scroller").bounding_box()["x"]
+            for box in (names.nth(i).bounding_box() for i in range(names.count())):
+                assert box["x"] + box["width"] <= strip_left + 1
+            # the table lists the selected file's events only
+            page.fill("#filter", "")
+            dog_rows = page.locator("#events tbody tr").all_inner_texts()
+            assert audio.name in page.locator("#count").inner_text()
+            page.select_option("#file-select", "1")
+            page.wait_for_function(
+                f"document.querySelector('#count').textContent.includes({rooster.name!r})"
+            )
+            rooster_rows = page.locator("#events tbody tr").all_inner_texts()
+            assert rooster_rows and rooster_rows != dog_rows
+            assert not any("Bark" in r.split("\t")[0] for r in rooster_rows)
         finally:
             browser.close()
     assert not errors, errors
+
+
+def test_web_page_asks_for_the_key_before_calling_the_api(
+    model_dir: Path, tmp_path: Path, artifacts: Path
+) -> None:
+    """With keys required, the page sends no request that would be refused: it asks for the
+    key first (no 401 in the browser's console)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} not found (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    env = embedded_env(tmp_path / "store", model_dir, EARMARK_AUTH="keys")
+    server = Server(env, [], artifacts / "embedded-keys.log")
+    refused: list[str] = []
+    console: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
+            try:
+                page = browser.new_page()
+                page.on(
+                    "response",
+                    lambda r: refused.append(r.url) if r.status in (401, 403) else None,
+                )
+                page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+                page.goto(server.url + "/")
+                page.wait_for_load_state("networkidle")
+                assert page.locator("#keybox").is_visible()
+                assert "API key" in page.locator("#keyhint").inner_text()
+                assert "Enter your API key" in page.locator("#jobs").inner_text()
+            finally:
+                browser.close()
+    finally:
+        stop(server.proc)
+    assert not refused and not console, (refused, console)
 
 
 def test_embedded_mode_runs_without_redis_or_postgres(embedded, fixtures_dir: Path) -> None:
@@ -100,13 +159,17 @@ def test_embedded_mode_runs_without_redis_or_postgres(embedded, fixtures_dir: Pa
         body = (fixtures_dir / "esc10_rooster_1-26806-A.ogg").read_bytes()
         answer = http.post("/v1/detect", files={"file": ("rooster.ogg", body)})
         assert answer.status_code == 200, answer.text
-        labels = {e["label"] for e in answer.json()["events"]}
+        events = answer.json()["events"]
+        # one event per sound: the crowing, with "Chicken, rooster" among its alternatives
+        labels = {e["label"] for e in events} | {
+            a["label"] for e in events for a in e["alternatives"]
+        }
         assert "Chicken, rooster" in labels
         # the HTML report of the job (rendered on first request, then kept)
         report = http.get(f"/v1/jobs/{answer.json()['job']}/report")
         assert report.status_code == 200, report.text
         assert report.headers["content-type"].startswith("text/html")
-        assert "rooster.ogg" in report.text and "Chicken, rooster" in report.text
+        assert "rooster.ogg" in report.text and "Crowing, cock-a-doodle-doo" in report.text
         jobs = http.get("/v1/jobs").json()
         assert jobs["total"] >= 1 and jobs["jobs"][0]["state"] == "done"
         assert 'earmark_jobs{state="done"}' in http.get("/metrics").text

@@ -105,12 +105,12 @@ async function showResults(job) {
     select.appendChild(o);
   });
   $("#results").hidden = false;
-  renderTable();
   await showFile(0);
 }
 
 async function showFile(index) {
   state.file = index;
+  renderTable();
   const f = state.job.files[index];
   state.duration = f.duration || 0;
   if (state.audioUrl) URL.revokeObjectURL(state.audioUrl);
@@ -130,7 +130,7 @@ async function showFile(index) {
 }
 
 function stripWidth() {
-  return $("#viewer").clientWidth * Number($("#zoom").value);
+  return $("#scroller").clientWidth * Number($("#zoom").value);
 }
 
 function drawTimeline() {
@@ -141,16 +141,18 @@ function drawTimeline() {
   const labels = [...new Set(events.map((e) => e.label))];
   const timeline = $("#timeline");
   timeline.innerHTML = "";
+  $("#lane-names").innerHTML = "";
   const scale = width / Math.max(state.duration, 1e-3);
   drawAxis(width);
   labels.forEach((label, lane) => {
     const row = document.createElement("div");
     row.className = "lane";
     row.dataset.label = label;
-    const tag = document.createElement("span");
+    const tag = document.createElement("div");  // in the fixed column left of the strip
     tag.className = "lane-name";
     tag.textContent = label;
-    row.appendChild(tag);
+    tag.title = label;
+    $("#lane-names").appendChild(tag);
     for (const e of events.filter((x) => x.label === label)) {
       const bar = document.createElement("div");
       bar.className = "event-bar";
@@ -160,7 +162,9 @@ function drawTimeline() {
       bar.style.background = PALETTE[lane % PALETTE.length];
       bar.style.opacity = 0.35 + 0.65 * (e.peak || 0);
       bar.dataset.label = e.label;
-      const text = `${e.label}: ${fmtTime(e.onset)} – ${fmtTime(e.offset)} (peak ${e.peak})`;
+      const also = (e.alternatives || []).map((a) => a.label).join(", ");
+      const text = `${e.label}: ${fmtTime(e.onset)} – ${fmtTime(e.offset)} (peak ${e.peak})` +
+        (also ? `; also heard as ${also}` : "");
       bar.setAttribute("aria-label", text);
       bar.addEventListener("mousemove", (ev) => tip(text, ev));
       bar.addEventListener("mouseleave", () => { $("#tooltip").hidden = true; });
@@ -269,29 +273,29 @@ function drawSpectrogram() {
   ctx.putImageData(image, 0, 0);
 }
 
+// the selected file's events (the timeline shows the same file)
 function renderTable() {
   const needle = $("#filter").value.trim().toLowerCase();
   const minPeak = Number($("#minpeak").value) || 0;
-  const rows = state.events.filter((e) => (!needle || e.label.toLowerCase().includes(needle)) && (e.peak || 0) >= minPeak);
+  const name = state.job.files[state.file].name;
+  const mine = state.events.filter((e) => e.file === name);
+  const rows = mine.filter((e) => (!needle || e.label.toLowerCase().includes(needle)) && (e.peak || 0) >= minPeak);
   const body = $("#events tbody");
   body.innerHTML = "";
   for (const e of rows) {
     const tr = document.createElement("tr");
-    const cells = [e.file, e.label, fmtTime(e.onset), fmtTime(e.offset), e.duration.toFixed(2), e.peak, e.mean];
+    const also = (e.alternatives || []).map((a) => a.label).join(", ");
+    const cells = [e.label, fmtTime(e.onset), fmtTime(e.offset), e.duration.toFixed(2), e.peak, e.mean, also];
     cells.forEach((value, i) => {
       const td = document.createElement("td");
       td.textContent = value == null ? "" : value;
-      if (i >= 2) td.className = "num";
+      if (i >= 1 && i <= 5) td.className = "num";
       tr.appendChild(td);
     });
-    tr.addEventListener("click", async () => {
-      const index = state.job.files.findIndex((f) => f.name === e.file);
-      if (index !== state.file) { $("#file-select").value = index; await showFile(index); }
-      play(e.onset);
-    });
+    tr.addEventListener("click", () => play(e.onset));
     body.appendChild(tr);
   }
-  $("#count").textContent = `${rows.length} of ${state.events.length} events`;
+  $("#count").textContent = `${rows.length} of ${mine.length} events in ${name}`;
 }
 
 async function download(format) {
@@ -377,11 +381,12 @@ async function init() {
   } catch (e) { /* keep defaults */ }
   $("#keybox").hidden = state.auth === "none";
   $("#apikey").value = state.key;
+  const needKey = () => state.auth !== "none" && !state.key;
   $("#savekey").addEventListener("click", () => {
     state.key = $("#apikey").value.trim();
     localStorage.setItem("earmark.key", state.key);
-    loadJobs();
-    loadModels();
+    $("#keyhint").hidden = !needKey();
+    if (!needKey()) { loadJobs(); loadModels(); }
   });
   const drop = $("#drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
@@ -397,6 +402,12 @@ async function init() {
   $("#report-btn").addEventListener("click", openReport);
   $("#scores-btn").addEventListener("click", () => download("npz"));
   window.addEventListener("resize", () => { if (state.job) { drawTimeline(); drawSpectrogram(); } });
+  if (needKey()) {  // ask for the key first: no request is sent that would be refused
+    $("#keyhint").hidden = false;
+    $("#jobs").textContent = "Enter your API key above to see your jobs.";
+    $("#apikey").focus();
+    return;
+  }
   loadJobs();
   loadModels();
   if (location.hash.length > 1) follow(location.hash.slice(1), null);

@@ -172,6 +172,29 @@ def test_trained_frame_model_files(frame_model: Path) -> None:
     calibration = json.loads((frame_model / "thresholds.json").read_text())
     assert calibration["mixed"] and "frame-level head" in calibration["method"]
     assert metrics["n_augmented"] == 2 * metrics["n_clips"]  # mixing augmentation by default
+    # per class median filter and minimum duration, chosen on held-out mixtures and used
+    from earmark.custom.postprocess import FILTER_MIN_GAIN, MEDIAN_GRID, MIN_DURATION_GRID
+    from earmark.custom_classes import custom_selection, load_custom_classes
+    from earmark.pipeline import DetectOptions
+
+    for name in CLASSES:
+        chosen = det["filters"][name]
+        entry = calibration["classes"][name]
+        assert (entry["median_filter"], entry["min_duration"]) == (
+            chosen["median_filter"],
+            chosen["min_duration"],
+        )
+        assert chosen["median_filter"] in (*MEDIAN_GRID, 0.96)
+        assert chosen["min_duration"] in MIN_DURATION_GRID
+        changed = (chosen["median_filter"], chosen["min_duration"]) != (0.96, 0.0)
+        gain = chosen["event_f1"] - chosen["event_f1_with_defaults"]
+        assert gain >= FILTER_MIN_GAIN - 1e-9 if changed else gain == 0
+    custom = load_custom_classes(frame_model)
+    post = custom_selection(DetectOptions(classes=str(frame_model)), custom.labels())
+    assert post.median_filters == {
+        f"custom:{c}": det["filters"][c]["median_filter"] for c in CLASSES
+    }
+    assert post.min_durations == {f"custom:{c}": det["filters"][c]["min_duration"] for c in CLASSES}
 
 
 def test_detect_finds_classes_in_held_out_mixture(

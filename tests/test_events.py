@@ -513,3 +513,33 @@ def test_long_kernel_matches_scipy_median():
         expected += reference_events(scores[:, i : i + 1], HOP, [ABC[i].name], 0.5, 0.5, 17, 0, 0)
     assert [(e.onset, e.label, e.offset) for e in events] == [e[:3] for e in sorted(expected)]
     assert len(events) > 5
+
+
+# -- per-class median filters and minimum durations --------------------------------------
+def test_per_class_median_filter_and_min_duration() -> None:
+    """Alpha and Bravo have the same one-frame spike and a three-frame event; a per-class
+    median filter removes Bravo's spike only, a per-class minimum duration drops Alpha's
+    spike only; a key naming no class is an error."""
+    column = [0, 0, 0.9, 0, 0, 0.9, 0.9, 0.9, 0, 0]
+    both = run([column, column])
+    assert spans(both) == [
+        ("Alpha", 2 * HOP, 3 * HOP), ("Bravo", 2 * HOP, 3 * HOP),
+        ("Alpha", 5 * HOP, 8 * HOP), ("Bravo", 5 * HOP, 8 * HOP),
+    ]  # fmt: skip
+    filtered = run([column, column], median_filters={"Bravo": 0.96})
+    assert spans(filtered) == [
+        ("Alpha", 2 * HOP, 3 * HOP),
+        ("Alpha", 5 * HOP, 8 * HOP),
+        ("Bravo", 5 * HOP, 8 * HOP),
+    ]
+    assert spans(run([column, column], median_filters={"/m/b": 0.96})) == spans(filtered)
+    longer = run([column, column], min_durations={"alpha": 2 * HOP})
+    assert spans(longer) == [
+        ("Bravo", 2 * HOP, 3 * HOP),
+        ("Alpha", 5 * HOP, 8 * HOP),
+        ("Bravo", 5 * HOP, 8 * HOP),
+    ]
+    with pytest.raises(ValueError, match="median_filters: unknown class 'Zulu'"):
+        run([column], median_filters={"Zulu": 0.96})
+    with pytest.raises(ValueError, match=r"min_durations\['Alpha'\]"):
+        run([column], min_durations={"Alpha": -1.0})

@@ -153,6 +153,27 @@ def calibrate_thresholds(
     }
 
 
+def filters_of(
+    calibration: dict | None, classes: Sequence[str]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``({class: median filter}, {class: minimum duration})`` chosen on mixtures for the
+    classes that have them (older models: none, ``detect``'s defaults apply)."""
+    if not calibration or not calibration.get("mixed"):
+        return {}, {}
+    entries = calibration.get("classes", {})
+    medians = {
+        c: float(entries[c]["median_filter"])
+        for c in classes
+        if "median_filter" in entries.get(c, {})
+    }
+    shortest = {
+        c: float(entries[c]["min_duration"])
+        for c in classes
+        if "min_duration" in entries.get(c, {})
+    }
+    return medians, shortest
+
+
 def thresholds_of(calibration: dict | None, classes: Sequence[str]) -> dict[str, float]:
     """``{class name: threshold}`` that ``detect`` uses: the calibrated ones when calibrated on
     mixtures, else :data:`UNCALIBRATED_THRESHOLD` for every class."""

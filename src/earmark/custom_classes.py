@@ -57,6 +57,9 @@ class CustomClasses:
     thresholds: dict[str, float] = field(default_factory=dict)
     """Detection threshold per class: calibrated on mixtures (``thresholds.json``) or
     :data:`earmark.calibration.UNCALIBRATED_THRESHOLD`."""
+    median_filters: dict[str, float] = field(default_factory=dict)
+    min_durations: dict[str, float] = field(default_factory=dict)
+    """Per class median filter and minimum duration chosen on mixtures (``thresholds.json``)."""
     _backbone: Any = field(default=None, repr=False)
 
     @property
@@ -167,7 +170,7 @@ def load_custom_classes(model_dir: str | Path) -> CustomClasses:
     metrics = None
     if (path / "metrics.json").is_file():
         metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
-    from earmark.calibration import thresholds_of
+    from earmark.calibration import filters_of, thresholds_of
 
     calibration = None
     if (path / "thresholds.json").is_file():
@@ -179,6 +182,7 @@ def load_custom_classes(model_dir: str | Path) -> CustomClasses:
         if unknown:
             raise CustomModelError(f"{path}: thresholds.json names unknown classes {unknown}")
     thresholds = thresholds_of(calibration, classes)
+    median_filters, min_durations = filters_of(calibration, classes)
     backbone_state = path / "backbone.pt"
     frame_head, frame_audioset, gates = None, False, {}
     if (path / "frame_head.pt").is_file():
@@ -212,6 +216,8 @@ def load_custom_classes(model_dir: str | Path) -> CustomClasses:
         metrics=metrics,
         backbone_state=backbone_state if backbone_state.is_file() else None,
         thresholds=thresholds,
+        median_filters=median_filters,
+        min_durations=min_durations,
     )
 
 
@@ -262,6 +268,13 @@ def custom_selection(options: Any, labels: Sequence[Label]) -> Any:
         }
         if calibrated:  # later keys win: the user's own per-class thresholds come last
             post = dataclasses.replace(post, thresholds={**calibrated, **post.thresholds})
+        medians = {f"{CUSTOM_MID_PREFIX}{n}": v for n, v in custom.median_filters.items()}
+        shortest = {f"{CUSTOM_MID_PREFIX}{n}": v for n, v in custom.min_durations.items()}
+        post = dataclasses.replace(
+            post,
+            median_filters={**medians, **post.median_filters},
+            min_durations={**shortest, **post.min_durations},
+        )
     if post.labels is None:
         return post
     custom_names = [lab.name for lab in labels if lab.mid.startswith(CUSTOM_MID_PREFIX)]

@@ -156,7 +156,9 @@ class PostprocessOptions:
     * ``off_threshold``: hysteresis off threshold for every class; ``None`` means
       ``OFF_RATIO`` times each class's on threshold. Must not exceed any on threshold.
     * ``median_filter``: seconds; kernel of :func:`median_kernel_frames` frames.
+    * ``median_filters``: per-class median filters in seconds, keyed as ``thresholds``.
     * ``min_duration``: seconds; shorter events (after merging) are dropped.
+    * ``min_durations``: per-class minimum durations in seconds, keyed as ``thresholds``.
     * ``merge_gap``: seconds; same-class events separated by at most this gap are merged.
     * ``labels`` / ``exclude``: only / never these classes (names or mids; with an
       ontology, the classes below them too).
@@ -172,7 +174,9 @@ class PostprocessOptions:
     thresholds: dict[str, float] = field(default_factory=dict)
     off_threshold: float | None = None
     median_filter: float = DEFAULT_MEDIAN_FILTER
+    median_filters: dict[str, float] = field(default_factory=dict)
     min_duration: float = 0.0
+    min_durations: dict[str, float] = field(default_factory=dict)
     merge_gap: float = DEFAULT_MERGE_GAP
     labels: list[str] | None = None
     exclude: list[str] | None = None
@@ -186,6 +190,10 @@ class PostprocessOptions:
             self.exclude = [self.exclude]
         if self.thresholds is None:
             self.thresholds = {}
+        if self.median_filters is None:
+            self.median_filters = {}
+        if self.min_durations is None:
+            self.min_durations = {}
 
     def off_for(self, on: float) -> float:
         """The off threshold that goes with the on threshold ``on``."""
@@ -217,8 +225,12 @@ class PostprocessOptions:
                         f"off_threshold {off} is above the on threshold {what} = {on}: "
                         "the off threshold must not exceed the on threshold"
                     )
-        for name in ("median_filter", "min_duration", "merge_gap"):
-            value = getattr(self, name)
+        seconds = [(n, getattr(self, n)) for n in ("median_filter", "min_duration", "merge_gap")]
+        for name in ("median_filters", "min_durations"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"{name} must be a dict of class name or mid -> seconds")
+            seconds += [(f"{name}[{k!r}]", v) for k, v in getattr(self, name).items()]
+        for name, value in seconds:
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
                 raise ValueError(f"{name} must be a number of seconds, got {value!r}")
             if not math.isfinite(value) or value < 0:
@@ -342,27 +354,42 @@ def _threshold_map(
     ontology: Ontology | None,
 ) -> np.ndarray:
     """On threshold per output label; unknown override keys raise ValueError."""
-    on = np.full(len(out_labels), float(options.threshold), dtype=np.float64)
-    if not options.thresholds:
-        return on
+    return _per_class(
+        options.thresholds, options.threshold, "thresholds", out_labels, all_labels, ontology
+    )
+
+
+def _per_class(
+    overrides: dict[str, float],
+    default: float,
+    what: str,
+    out_labels: Sequence[Label],
+    all_labels: Sequence[Label],
+    ontology: Ontology | None,
+) -> np.ndarray:
+    """``default`` per output label, with ``overrides`` (class name or mid -> value) applied;
+    a key naming no known class raises :class:`UnknownLabelError`."""
+    values = np.full(len(out_labels), float(default), dtype=np.float64)
+    if not overrides:
+        return values
     pos = {}
     for i, lab in enumerate(out_labels):
         pos.setdefault(lab.mid, i)
         pos.setdefault(lab.name.lower(), i)
     known = {lab.mid for lab in all_labels} | {lab.name.lower() for lab in all_labels}
-    for key, value in options.thresholds.items():
+    for key, value in overrides.items():
         k = key.strip()
         i = pos.get(k, pos.get(k.lower()))
         if i is not None:
-            on[i] = float(value)
+            values[i] = float(value)
         elif (
             k not in known
             and k.lower() not in known
             and (ontology is None or ontology.find(k) is None)
         ):
             candidates = [lab.name for lab in all_labels] + [lab.name for lab in out_labels]
-            raise UnknownLabelError(f"thresholds: unknown class {key!r}." + _suggest(k, candidates))
-    return on
+            raise UnknownLabelError(f"{what}: unknown class {key!r}." + _suggest(k, candidates))
+    return values
 
 
 def _select(
@@ -389,10 +416,13 @@ def _detect_rows(
     options: PostprocessOptions,
     hop: float,
     duration: float | None,
+    kernel: int,
+    min_dur: np.ndarray,
 ) -> tuple[np.ndarray, ...] | None:
-    """Steps 2-5 and confidences for the outputs ``cand`` (thresholds ``on``/``off`` indexed
-    by output): ``(row, start, end, onset, offset, peak, mean)`` with ``row`` indexing ``cand``,
-    or ``None`` when nothing fires."""
+    """Steps 2-5 and confidences for the outputs ``cand`` (thresholds ``on``/``off`` and
+    minimum durations ``min_dur`` indexed by output; one median ``kernel`` in frames for all):
+    ``(row, start, end, onset, offset, peak, mean)`` with ``row`` indexing ``cand``, or
+    ``None`` when nothing fires."""
     frames = scores.shape[0]
     needed = np.unique(np.concatenate([members[g] for g in cand]))
     source = _class_major(scores, needed)  # (len(needed), frames) float32
@@ -408,7 +438,6 @@ def _detect_rows(
     # filtered score is >= t exactly when at least k // 2 + 1 of the k window values are
     # >= t, so thresholding the median filter output (scipy.ndimage.median_filter, mode
     # "mirror") equals a majority vote over the thresholded raw scores: a moving sum.
-    kernel = median_kernel_frames(options.median_filter, hop)
     n_rows = len(cand)
     padded = np.zeros((n_rows, frames + 2), dtype=bool)  # off mask, False at both ends
     on_mask = raw >= on_c[:, None]
@@ -447,8 +476,9 @@ def _detect_rows(
         offset = np.minimum(offset, duration)
         inside = onset < duration
         row, start, end, onset, offset = (a[inside] for a in (row, start, end, onset, offset))
-    if options.min_duration > 0:
-        long_enough = offset - onset >= options.min_duration - _EPS
+    shortest = min_dur[cand][row]
+    if shortest.size and shortest.max() > 0:
+        long_enough = offset - onset >= shortest - _EPS
         row, start, end, onset, offset = (a[long_enough] for a in (row, start, end, onset, offset))
     if len(row) == 0:
         return None
@@ -523,16 +553,30 @@ def scores_to_events(
     if len(cand) == 0:
         return []
     n_rows = len(cand)
-    # Rows are processed ROW_BLOCK outputs at a time: memory stays bounded on long files.
-    parts = [
-        _detect_rows(scores, members, cand[i : i + ROW_BLOCK], on, off, options, hop, duration)
-        for i in range(0, n_rows, ROW_BLOCK)
-    ]
-    found = [
-        (part[0] + i, *part[1:])
-        for i, part in zip(range(0, n_rows, ROW_BLOCK), parts, strict=True)
-        if part is not None
-    ]
+    medians = _per_class(
+        options.median_filters,
+        options.median_filter,
+        "median_filters",
+        out_labels,
+        labels,
+        ontology,
+    )
+    kernels = np.array([median_kernel_frames(v, hop) for v in medians[cand]], dtype=np.intp)
+    min_dur = _per_class(
+        options.min_durations, options.min_duration, "min_durations", out_labels, labels, ontology
+    )
+    # Outputs sharing a median kernel are processed together, ROW_BLOCK at a time: memory
+    # stays bounded on long files. Rows come back as positions in `cand`.
+    found = []
+    for kernel in np.unique(kernels):
+        positions = np.flatnonzero(kernels == kernel)
+        for i in range(0, len(positions), ROW_BLOCK):
+            chunk = positions[i : i + ROW_BLOCK]
+            part = _detect_rows(
+                scores, members, cand[chunk], on, off, options, hop, duration, int(kernel), min_dur
+            )
+            if part is not None:
+                found.append((chunk[part[0]], *part[1:]))
     if not found:
         return []
     row, start, _, onset, offset, peak, mean = (np.concatenate(x) for x in zip(*found, strict=True))

@@ -1,4 +1,5 @@
-"""Post-processing chosen for events: per-class thresholds, AudioSet evidence gates, quality.
+"""Post-processing chosen for events: per-class thresholds, median filters and minimum
+durations, AudioSet evidence gates, quality.
 
 Everything here scores a frame head's outputs on strongly labelled training recordings exactly
 as ``earmark detect`` would turn them into events (median filter, hysteresis, gap merging,
@@ -44,17 +45,26 @@ def detect_events(
     thresholds: dict[str, float] | float,
     refine: bool = True,
     memo: dict | None = None,
+    filters: tuple[dict[str, float], dict[str, float]] | None = None,
 ) -> list[RefEvent]:
     """Events of one recording from the head's frame scores, post-processed as ``detect``
-    does (default median filter, hysteresis, gap merging, boundary refinement).
+    does (median filter, hysteresis, gap merging, boundary refinement); ``filters`` are
+    per-class ``(median filters, minimum durations)`` in seconds (default: ``detect``'s).
 
     ``memo`` (a dict kept across calls) remembers each event's refined boundaries: a threshold
     search meets the same score-based events many times, and refinement is the costly step.
     """
+    medians, shortest = filters or ({}, {})
+    extra = {
+        "median_filters": {f"custom:{c}": v for c, v in medians.items()},
+        "min_durations": {f"custom:{c}": v for c, v in shortest.items()},
+    }
     if isinstance(thresholds, dict):
-        post = PostprocessOptions(thresholds={f"custom:{c}": t for c, t in thresholds.items()})
+        post = PostprocessOptions(
+            thresholds={f"custom:{c}": t for c, t in thresholds.items()}, **extra
+        )
     else:
-        post = PostprocessOptions(threshold=float(thresholds))
+        post = PostprocessOptions(threshold=float(thresholds), **extra)
     events = scores_to_events(probs, 0.32, labels, post, file=data.name, duration=data.duration)
     if refine and events:
         envelope = BandEnvelope.from_levels(data.envelope)
@@ -126,6 +136,54 @@ def choose_thresholds(
                 f"({grid[k]:g}); the best value may lie beyond it"
             )
     return chosen, best, warnings
+
+
+MEDIAN_GRID = (0.0, 0.96, 1.6, 2.24)
+"""Median filters tried per class, seconds (1, 3, 5 and 7 frames of 0.32 s)."""
+MIN_DURATION_GRID = (0.0, 0.32, 0.64, 1.0)
+"""Minimum event durations tried per class, seconds."""
+FILTER_MIN_GAIN = 0.01
+"""Event F1 a class's filters must gain over ``detect``'s defaults to replace them."""
+
+
+def choose_filters(
+    probs: Sequence[np.ndarray],
+    data: Sequence[Any],
+    classes: Sequence[str],
+    thresholds: dict[str, float],
+) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]]]:
+    """Per class, the median filter and minimum duration (of :data:`MEDIAN_GRID` x
+    :data:`MIN_DURATION_GRID`) with the best event F1 on these recordings at ``thresholds``;
+    ``detect``'s defaults are kept unless another pair gains :data:`FILTER_MIN_GAIN`.
+    Returns ``(median filters, minimum durations, report)``, the report giving each class's
+    F1 with the defaults and with its choice."""
+    labels = custom_labels(classes)
+    reference = [e for d in data for e in d.events]
+    memo: dict = {}
+    default = (PostprocessOptions().median_filter, PostprocessOptions().min_duration)
+    table: dict[tuple[float, float], dict[str, float]] = {}
+    for pair in {default, *((m, d) for m in MEDIAN_GRID for d in MIN_DURATION_GRID)}:
+        filters = (dict.fromkeys(classes, pair[0]), dict.fromkeys(classes, pair[1]))
+        found = [
+            e
+            for p, d in zip(probs, data, strict=True)
+            for e in detect_events(p, d, labels, thresholds, memo=memo, filters=filters)
+        ]
+        f1 = event_f1_by_class(reference, found, classes)
+        table[pair] = {c: 0.0 if np.isnan(f1[c]) else f1[c] for c in classes}
+    medians, shortest, report = {}, {}, {}
+    for c in classes:
+        best = max(sorted(table), key=lambda pair: table[pair][c])
+        if table[best][c] < table[default][c] + FILTER_MIN_GAIN:
+            best = default
+        medians[c], shortest[c] = best
+        report[c] = {
+            "median_filter": best[0],
+            "min_duration": best[1],
+            "event_f1": round(table[best][c], 4),
+            "event_f1_with_defaults": round(table[default][c], 4),
+        }
+    return medians, shortest, report
 
 
 GATE_CANDIDATES = 8

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from needs import missing
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,10 +22,7 @@ def _shared_dir() -> Path:
 
 def _require(path: Path, what: str) -> Path:
     if not path.exists():
-        message = f"{what} not found at {path} (set EARMARK_SHARED to the shared data folder)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"{what} not found at {path} (set EARMARK_SHARED to the shared data folder)")
     return path
 
 

@@ -131,7 +131,8 @@ def test_seeded_frame_head_repeats_exactly(clips, backgrounds, tagger, tmp_path:
 @pytest.fixture(scope="module")
 def frame_model(tmp_path_factory, clips, shared_dir: Path, esc10) -> Path:
     """A model trained with the CLI: folds 1-4 clips over three backgrounds, plus one
-    strongly labelled recording (a soundscape with its DCASE TSV beside it)."""
+    strongly labelled recording (a soundscape with its DCASE TSV beside it); per-class median
+    filters and minimum durations chosen too (``--choose-filters``)."""
     root = tmp_path_factory.mktemp("frames")
     with open(root / "clips.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -152,6 +153,7 @@ def frame_model(tmp_path_factory, clips, shared_dir: Path, esc10) -> Path:
         "train", str(root / "clips.csv"), "-o", str(root / "model"), "--backgrounds",
         str(root / "bg"), "--labelled", str(root / "labelled"), "--negatives", "--no-baseline",
         "--mixtures", "120", "--mixture-seconds", "12", "--json", "--threads", "2",
+        "--choose-filters",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)

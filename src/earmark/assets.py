@@ -90,7 +90,6 @@ OFFLINE_ENV = "EARMARK_OFFLINE"
 """Set to ``1`` to forbid any download (same as ``download=False``)."""
 
 KINDS = ("checkpoint", "labels", "ontology")
-SOURCES = ("explicit", "env", "cache", "download")
 
 EFFICIENTAT_RELEASE_URL = "https://github.com/fschmid56/EfficientAT/releases/download/v0.0.1/"
 LABELS_URL = (

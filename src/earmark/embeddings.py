@@ -32,7 +32,7 @@ import numpy as np
 from earmark import assets
 from earmark.audio import SAMPLE_RATE, AudioError
 from earmark.audio import load as load_audio
-from earmark.outputs import atomic_path, write_json
+from earmark.outputs import atomic_path
 
 EMBEDDING_VERSION = 1
 """Bumped whenever the computation changes: old cache entries are then ignored."""
@@ -433,8 +433,3 @@ class ProgressPrinter:
             f"{rate:.1f} files/s | ETA {eta_text}\n"
         )
         self.stream.flush()  # type: ignore[attr-defined]
-
-
-def write_failures(path: Path, failed: Sequence[tuple[str, str]]) -> None:
-    """Write the list of files that could not be embedded as JSON."""
-    write_json(path, [{"file": f, "error": e} for f, e in failed])

@@ -34,7 +34,6 @@ from earmark.model import TIME_STRIDE, MobileNet
 
 FRAME_HOP = TIME_STRIDE * HOP_LENGTH / SAMPLE_RATE
 """Seconds per output frame of the network (0.32 s)."""
-SAMPLES_PER_FRAME = TIME_STRIDE * HOP_LENGTH
 
 DEFAULT_METHOD = "local"
 DEFAULT_SE_CONTEXT = 15

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import shutil
 import time
@@ -99,6 +98,9 @@ class TrainConfig:
     ``gru``, ``linear``, or ``none`` (detect with the clip head, as before)."""
     frame_audioset: bool = True
     """Give the frame head the AudioSet scores as evidence beside the backbone features."""
+    choose_filters: bool = False
+    """Choose each class's median filter and minimum duration on held-out mixtures too (see
+    :attr:`earmark.custom.detector.DetectorConfig.choose_filters`)."""
     mixtures: int = 480
     mixture_seconds: float = 20.0
     mixture_snr: tuple[float, float] = (-5.0, 20.0)
@@ -428,6 +430,7 @@ def detector_config(config: TrainConfig) -> object:
     return DetectorConfig(
         head=config.frame_head,
         audioset_input=config.frame_audioset,
+        choose_filters=config.choose_filters,
         mixtures=MixtureConfig(
             n_mixtures=config.mixtures,
             seconds=config.mixture_seconds,
@@ -1182,8 +1185,3 @@ def format_detection(detection: dict | None) -> list[str]:
     )
     lines += [f"  warning: {w}" for w in detection.get("warnings", [])]
     return lines
-
-
-def load_metrics(model_dir: str | Path) -> dict:
-    """``metrics.json`` of a model folder."""
-    return json.loads((Path(model_dir) / "metrics.json").read_text(encoding="utf-8"))

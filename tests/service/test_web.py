@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from needs import missing
 from servers import Server, stop
 
 pytestmark = pytest.mark.slow
@@ -42,10 +43,7 @@ def embedded(model_dir: Path, tmp_path_factory, artifacts: Path):
 
 def test_web_page_upload_timeline_and_table(embedded, fixtures_dir: Path, artifacts: Path):
     if not Path(CHROMIUM).exists():
-        message = f"{CHROMIUM} not found (apt-get install chromium)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"{CHROMIUM} not found (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     audio = fixtures_dir / "esc10_dog_1-100032-A.ogg"
@@ -119,7 +117,7 @@ def test_web_page_asks_for_the_key_before_calling_the_api(
     """With keys required, the page sends no request that would be refused: it asks for the
     key first (no 401 in the browser's console)."""
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found (apt-get install chromium)")
+        missing(f"{CHROMIUM} not found (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     env = embedded_env(tmp_path / "store", model_dir, EARMARK_AUTH="keys")

@@ -144,6 +144,8 @@ MIN_DURATION_GRID = (0.0, 0.32, 0.64, 1.0)
 """Minimum event durations tried per class, seconds."""
 FILTER_MIN_GAIN = 0.01
 """Event F1 a class's filters must gain over ``detect``'s defaults to replace them."""
+FILTER_SEGMENT_TOLERANCE = 0.01
+"""Segment F1 (1 s) a class's filters may cost against ``detect``'s defaults."""
 
 
 def choose_filters(
@@ -153,15 +155,18 @@ def choose_filters(
     thresholds: dict[str, float],
 ) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]]]:
     """Per class, the median filter and minimum duration (of :data:`MEDIAN_GRID` x
-    :data:`MIN_DURATION_GRID`) with the best event F1 on these recordings at ``thresholds``;
-    ``detect``'s defaults are kept unless another pair gains :data:`FILTER_MIN_GAIN`.
+    :data:`MIN_DURATION_GRID`) with the best event F1 on these recordings at ``thresholds``,
+    among the pairs that cost at most :data:`FILTER_SEGMENT_TOLERANCE` segment F1 (1 s);
+    ``detect``'s defaults are kept unless another pair gains :data:`FILTER_MIN_GAIN` event F1.
     Returns ``(median filters, minimum durations, report)``, the report giving each class's
     F1 with the defaults and with its choice."""
     labels = custom_labels(classes)
     reference = [e for d in data for e in d.events]
     memo: dict = {}
     default = (PostprocessOptions().median_filter, PostprocessOptions().min_duration)
+    durations = {d.name: d.duration for d in data}
     table: dict[tuple[float, float], dict[str, float]] = {}
+    segment: dict[tuple[float, float], dict[str, float]] = {}
     for pair in {default, *((m, d) for m in MEDIAN_GRID for d in MIN_DURATION_GRID)}:
         filters = (dict.fromkeys(classes, pair[0]), dict.fromkeys(classes, pair[1]))
         found = [
@@ -171,9 +176,15 @@ def choose_filters(
         ]
         f1 = event_f1_by_class(reference, found, classes)
         table[pair] = {c: 0.0 if np.isnan(f1[c]) else f1[c] for c in classes}
+        seg = segment_based_metrics(
+            reference, found, SEGMENT_SECONDS, durations=durations, labels=list(classes)
+        )["class_wise"]
+        segment[pair] = {c: float(np.nan_to_num(seg[c]["f1"])) for c in classes}
     medians, shortest, report = {}, {}, {}
     for c in classes:
-        best = max(sorted(table), key=lambda pair: table[pair][c])
+        floor = segment[default][c] - FILTER_SEGMENT_TOLERANCE
+        allowed = [pair for pair in sorted(table) if segment[pair][c] >= floor]
+        best = max(allowed, key=lambda pair: table[pair][c])
         if table[best][c] < table[default][c] + FILTER_MIN_GAIN:
             best = default
         medians[c], shortest[c] = best
@@ -182,6 +193,8 @@ def choose_filters(
             "min_duration": best[1],
             "event_f1": round(table[best][c], 4),
             "event_f1_with_defaults": round(table[default][c], 4),
+            "segment_f1": round(segment[best][c], 4),
+            "segment_f1_with_defaults": round(segment[default][c], 4),
         }
     return medians, shortest, report
 

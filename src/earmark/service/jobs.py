@@ -585,8 +585,3 @@ def poll_loop(
             continue
         if outcome.status == "busy":
             time.sleep(interval)
-
-
-def results_path(storage: Storage, job_id: str, name: str) -> Path:
-    """A file of a job's results folder."""
-    return storage.results_dir(job_id) / name

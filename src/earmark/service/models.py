@@ -22,10 +22,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-#: Job and file states. A job is ``queued`` -> ``running`` -> ``done`` | ``failed``;
-#: ``done`` may still hold files that failed (``files_failed`` > 0).
+#: Job states: ``queued`` -> ``running`` -> ``done`` | ``failed``; ``done`` may still hold files
+#: that failed (``files_failed`` > 0). A file is ``queued``, ``running``, then ``done``,
+#: ``partial`` or ``failed`` (:data:`earmark.service.jobs.FINAL_FILE_STATES`).
 JOB_STATES = ("queued", "running", "done", "failed")
-FILE_STATES = ("queued", "running", "done", "partial", "failed")
 
 
 def utcnow() -> dt.datetime:

@@ -277,6 +277,27 @@ def train_model(subset, out, tagger, **options):
     return result, time.perf_counter() - started
 
 
+def _clips_and_training(esc_clips, tagger, clip, frame, clip_seconds, frame_seconds, tmp) -> dict:
+    """Clip accuracy (clean and noisy fold-5 clips) of both models, and their training times."""
+    fold5 = [(p, label) for p, label, f in esc_clips if label in CLASSES and f == 5]
+    return {
+        "clip_accuracy_fold5": {
+            "clip-head (before, no mixing augmentation)": clip_accuracy(
+                clip.model_dir, tagger, fold5, tmp / "noisy-clip"
+            ),
+            "new default (mixing augmentation, clip and frame heads)": clip_accuracy(
+                frame.model_dir, tagger, fold5, tmp / "noisy-frame"
+            ),
+        },
+        "training_seconds": {
+            "frame-head (new default, cold cache)": round(frame_seconds, 1),
+            "clip-head (before)": round(clip_seconds, 1),
+            "breakdown_new": frame.metrics["timing_seconds"],
+            "detector_breakdown": frame.metrics["detection"]["timing_seconds"],
+        },
+    }
+
+
 def _update_clip_accuracy(esc_clips, tagger, clip, frame, clip_seconds, frame_seconds, tmp, load):
     """``--clips-only``: clip accuracy and training time re-measured, merged into the results."""
     import json
@@ -286,21 +307,9 @@ def _update_clip_accuracy(esc_clips, tagger, clip, frame, clip_seconds, frame_se
     path = RESULTS_DIR / "custom_sed.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     results.pop("machine", None)
-    fold5 = [(p, label) for p, label, f in esc_clips if label in CLASSES and f == 5]
-    results["clip_accuracy_fold5"] = {
-        "clip-head (before, no mixing augmentation)": clip_accuracy(
-            clip.model_dir, tagger, fold5, tmp / "noisy-clip"
-        ),
-        "new default (mixing augmentation, clip and frame heads)": clip_accuracy(
-            frame.model_dir, tagger, fold5, tmp / "noisy-frame"
-        ),
-    }
-    results["training_seconds"] = {
-        "frame-head (new default, cold cache)": round(frame_seconds, 1),
-        "clip-head (before)": round(clip_seconds, 1),
-        "breakdown_new": frame.metrics["timing_seconds"],
-        "detector_breakdown": frame.metrics["detection"]["timing_seconds"],
-    }
+    results.update(
+        _clips_and_training(esc_clips, tagger, clip, frame, clip_seconds, frame_seconds, tmp)
+    )
     results["clip_accuracy_and_training_remeasured"] = {
         "load_average_at_start": [round(v, 2) for v in load],
         "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
@@ -407,21 +416,9 @@ def main() -> dict:
                 },
                 row["false_events_open_set"],
             )
-        fold5 = [(p, label) for p, label, f in esc_clips if label in CLASSES and f == 5]
-        results["clip_accuracy_fold5"] = {
-            "clip-head (before, no mixing augmentation)": clip_accuracy(
-                clip.model_dir, tagger, fold5, tmp / "noisy-clip"
-            ),
-            "new default (mixing augmentation, clip and frame heads)": clip_accuracy(
-                frame.model_dir, tagger, fold5, tmp / "noisy-frame"
-            ),
-        }
-        results["training_seconds"] = {
-            "frame-head (new default, cold cache)": round(frame_seconds, 1),
-            "clip-head (before)": round(clip_seconds, 1),
-            "breakdown_new": frame.metrics["timing_seconds"],
-            "detector_breakdown": frame.metrics["detection"]["timing_seconds"],
-        }
+        results.update(
+            _clips_and_training(esc_clips, tagger, clip, frame, clip_seconds, frame_seconds, tmp)
+        )
         results["cross_validated_expectation"] = frame.metrics["detection"]["cross_validation"]
         results["thresholds"] = frame.metrics["detection"]["thresholds"]
         results["warnings"] = frame.metrics["detection"]["warnings"]

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import SHARED, save_result
+from benchmarks.common import save_result
 from benchmarks.sed.run import envelopes_of, evaluate
-from benchmarks.sed.soundscapes import DEFAULT_OUT, build_set, ignored_by_file, load_index
+from benchmarks.sed.soundscapes import DEFAULT_OUT, built_index, ignored_by_file
 from earmark import sounds
 from earmark.audio import load
 from earmark.boundaries import RefineOptions, refine_events
@@ -95,9 +95,7 @@ def main() -> None:
     started = time.perf_counter()
     load_start = os.getloadavg()
     root = Path(DEFAULT_OUT)
-    if not (root / "index.json").exists():
-        build_set(SHARED, root)
-    index = load_index(root)
+    index = built_index(root)
     tagger = load_model()
     label_map = load_label_map("esc10")
     ignored = ignored_by_file(index)

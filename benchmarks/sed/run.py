@@ -49,8 +49,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import BENCH_DIR, DATA_DIR, SHARED, save_result
-from benchmarks.sed.soundscapes import DEFAULT_OUT, build_set, ignored_by_file, load_index
+from benchmarks.common import BENCH_DIR, DATA_DIR, save_result
+from benchmarks.sed.soundscapes import DEFAULT_OUT, built_index, ignored_by_file
 from earmark.audio import load
 from earmark.boundaries import BandEnvelope, RefineOptions, refine_events
 from earmark.evaluate import PSDS1, PSDS2, FileScores, PsdsParams, psds
@@ -564,9 +564,7 @@ def main() -> None:
     args = parser.parse_args()
     t0 = time.perf_counter()
     root = Path(DEFAULT_OUT)
-    if not (root / "index.json").exists():
-        build_set(SHARED, root)
-    index = load_index(root)
+    index = built_index(root)
     tagger = load_model()
     label_map = load_label_map("esc10")
     cols, labels = mapped_columns(tagger, label_map)

@@ -205,6 +205,15 @@ def ignored_by_file(index: dict[str, Any]) -> dict[str, list[str]]:
     return {e["file"]: list(e["ignore_labels"]) for e in index["soundscapes"] if e["ignore_labels"]}
 
 
+def built_index(out_dir: str | Path = DEFAULT_OUT) -> dict[str, Any]:
+    """The index of the set in ``out_dir``, built from the shared data first if missing."""
+    if not (Path(out_dir) / "index.json").exists():
+        from benchmarks.common import SHARED
+
+        build_set(SHARED, out_dir)
+    return load_index(out_dir)
+
+
 def load_index(out_dir: str | Path = DEFAULT_OUT) -> dict[str, Any]:
     """The ``index.json`` of a built set."""
     return json.loads((Path(out_dir) / "index.json").read_text(encoding="utf-8"))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from earmark.constants import FRAME_HOP
 from earmark.events import Event
 from earmark.signal_stats import BLOCK_SECONDS, SignalStats
 
@@ -395,7 +396,7 @@ def detect_anomalies(
     signal: SignalStats | None,
     events: Sequence[Event],
     scores: np.ndarray | None = None,
-    hop: float = 0.32,
+    hop: float = FRAME_HOP,
     names: Sequence[str] = (),
 ) -> list[Anomaly]:
     """Every detector over one file of a run (``entry`` is its manifest record)."""

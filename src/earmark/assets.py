@@ -50,6 +50,8 @@ from pathlib import Path
 
 import platformdirs
 
+from earmark import constants
+
 __all__ = [
     "ALLOW_UNPINNED_ENV",
     "ASSETS",
@@ -97,7 +99,7 @@ LABELS_URL = (
 )
 ONTOLOGY_URL = "https://raw.githubusercontent.com/audioset/ontology/master/ontology.json"
 
-DEFAULT_MODEL = "mn04_as"
+DEFAULT_MODEL = constants.DEFAULT_MODEL
 DEFAULT_TIMEOUT = 60.0
 USER_AGENT = "earmark (+https://github.com/fschmid56/EfficientAT assets)"
 

@@ -33,6 +33,8 @@ import av.error
 import numpy as np
 import soxr
 
+from earmark.constants import SAMPLE_RATE
+
 __all__ = [
     "SAMPLE_RATE",
     "AudioError",
@@ -44,8 +46,6 @@ __all__ = [
     "resample",
 ]
 
-SAMPLE_RATE = 32000
-"""Sample rate of every waveform handed to the model (Hz)."""
 
 RESAMPLE_QUALITY = "HQ"
 """soxr quality used for every rate conversion."""

@@ -34,10 +34,9 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from earmark.constants import FRAME_HOP
 from earmark.events import DEFAULT_MEDIAN_FILTER, median_kernel_frames
 
-FRAME_HOP = 0.32
-"""Seconds between framewise embeddings (the backbone's output frames)."""
 GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
 """Thresholds tried."""
 THRESHOLD_LIMITS = (0.1, 0.9)

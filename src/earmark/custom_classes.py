@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from earmark.constants import DEFAULT_MODEL
 from earmark.labels import Label
 
 CUSTOM_MID_PREFIX = "custom:"
@@ -400,7 +401,7 @@ def detect_custom(
     from earmark.tagger import load_model
 
     custom = cached_custom_classes(model_dir)
-    tagger = tagger or load_model(custom.model_name or "mn04_as")
+    tagger = tagger or load_model(custom.model_name or DEFAULT_MODEL)
     options = DetectOptions(
         postprocess=PostprocessOptions(**post),
         classes=str(model_dir),
@@ -470,7 +471,7 @@ def classify(
     from earmark.tagger import load_model
 
     custom = model if isinstance(model, CustomClasses) else load_custom_classes(model)
-    tagger = tagger or load_model(custom.model_name or "mn04_as")
+    tagger = tagger or load_model(custom.model_name or DEFAULT_MODEL)
     backbone = custom.backbone(tagger)
     clips, _, errors = embed_files(files, backbone, progress=progress)
     ok = [i for i, c in enumerate(clips) if c is not None]
@@ -680,7 +681,7 @@ def cmd_classify(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     try:
         custom = load_custom_classes(args.model_dir)
-        tagger = load_model(custom.model_name or "mn04_as", threads=args.threads)
+        tagger = load_model(custom.model_name or DEFAULT_MODEL, threads=args.threads)
         entries = collect_inputs(args.files)
         unreadable = [f"{printable(e.path)}: {e.problem}" for e in entries if e.problem]
         files = [e.path for e in entries if e.problem is None]

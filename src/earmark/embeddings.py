@@ -32,6 +32,7 @@ import numpy as np
 from earmark import assets
 from earmark.audio import SAMPLE_RATE, AudioError
 from earmark.audio import load as load_audio
+from earmark.constants import FRAME_HOP
 from earmark.outputs import atomic_path
 
 EMBEDDING_VERSION = 1
@@ -378,7 +379,7 @@ def embed_dataset(
             "dim": dim,
             "embedding": "mean over frequency and time of the last conv (clip level)",
             "framewise": framewise,
-            "frame_hop": 0.32 if framewise else None,
+            "frame_hop": FRAME_HOP if framewise else None,
             "version": EMBEDDING_VERSION,
             "dataset": str(dataset.source),
             "seconds": round(time.perf_counter() - started, 3),

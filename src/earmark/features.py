@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from earmark.constants import SAMPLE_RATE
 from earmark.mel import mel_filterbank as _mel_filterbank
 
-SAMPLE_RATE = 32000
 N_FFT = 1024
 HOP_LENGTH = 320
 WIN_LENGTH = 800

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from earmark.constants import DEFAULT_MODEL
+
 PALETTE = [
     "#1f77b4",
     "#ff7f0e",
@@ -210,7 +212,7 @@ def make_map(
     output: str | Path,
     method: str = "auto",
     seed: int = 0,
-    model: str = "mn04_as",
+    model: str = DEFAULT_MODEL,
     embed_audio: bool = False,
     log: Callable[[str], None] | None = None,
     dataset_args: Any = None,

@@ -218,7 +218,9 @@ def _event_row(event: Event) -> list[str]:
         _ms(offset - onset),
         _conf(event.peak),
         _conf(event.mean),
-        "; ".join(f"{label} ({mid}) {_conf(peak)}" for label, mid, peak in event.alternatives),
+        "; ".join(
+            f"{label} ({mid}) {_conf(peak) or 'nan'}" for label, mid, peak in event.alternatives
+        ),
     ]
 
 

@@ -24,6 +24,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from earmark.constants import FRAME_HOP
+
 if TYPE_CHECKING:  # heavy imports happen in the functions: `earmark --help` stays fast
     import numpy as np
 
@@ -56,7 +58,7 @@ class FileReport:
     events: list[Event]
     signal: SignalStats | None = None
     scores: np.ndarray | None = None
-    hop: float = 0.32
+    hop: float = FRAME_HOP
     names: list[str] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
 

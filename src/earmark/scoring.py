@@ -29,11 +29,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from earmark.constants import FRAME_HOP
 from earmark.features import HOP_LENGTH, N_FFT, SAMPLE_RATE, LogMel, logmel_segment
 from earmark.model import TIME_STRIDE, MobileNet
 
-FRAME_HOP = TIME_STRIDE * HOP_LENGTH / SAMPLE_RATE
-"""Seconds per output frame of the network (0.32 s)."""
+if TIME_STRIDE * HOP_LENGTH / SAMPLE_RATE != FRAME_HOP:  # the network's own frame hop
+    raise ImportError("earmark.constants.FRAME_HOP does not match the network's frame hop")
 
 DEFAULT_METHOD = "local"
 DEFAULT_SE_CONTEXT = 15

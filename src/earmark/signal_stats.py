@@ -34,6 +34,7 @@ import numpy as np
 import scipy.fft
 from scipy.signal import sosfilt
 
+from earmark.constants import SAMPLE_RATE
 from earmark.outputs import atomic_path
 
 BLOCK_SECONDS = 0.1
@@ -50,8 +51,6 @@ HIST_BINS = 4000
 HIST_MAX = 2.0
 FLOOR_DB = -120.0
 SIGNAL_SUFFIX = ".signal.npz"
-SAMPLE_RATE = 32000
-"""The rate the decoder delivers (``earmark.features.SAMPLE_RATE``; not imported: no torch here)."""
 
 
 def db(power: np.ndarray | float, floor: float = FLOOR_DB) -> np.ndarray | float:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from earmark.boundaries import BandEnvelope
+from earmark.constants import FRAME_HOP
 from earmark.custom.frame_head import (
     HEAD_KINDS,
     FitOptions,
@@ -126,7 +127,7 @@ def score_recordings(
                 "audioset": scored.scores.astype(np.float32),
             }
             cache.put(sha, "frames1:features+audioset", entry)
-        hop = 0.32
+        hop = FRAME_HOP
         n = len(entry["features"])
         duration = len(audio) / 32000
         out.append(
@@ -179,7 +180,7 @@ def train_detector(
     groups = sorted({d.group for d in data})
     if len(groups) < 3:
         raise ValueError("the frame head needs at least 3 cross-validation groups")
-    length = max(1, round(config.mixtures.seconds / 0.32))
+    length = max(1, round(config.mixtures.seconds / FRAME_HOP))
     by_group = {g: [d for d in data if d.group == g] for g in groups}
 
     def pairs(items: Sequence[FrameData]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -278,9 +279,9 @@ def train_detector(
         "warnings": warnings,
         "audioset_gates": gate_report,
         "filters": filter_report,
-        "filter_rule": "per class, the median filter and minimum duration with the best event F1 "
-        "on out-of-fold mixtures at the chosen thresholds; detect's defaults unless another "
-        "pair gains 0.01",
+        "filter_rule": "with --choose-filters: per class, the median filter and minimum duration "
+        "with the best event F1 on out-of-fold mixtures at the chosen thresholds among those "
+        "costing at most 0.01 segment F1; detect's defaults unless another pair gains 0.01",
         "recordings": len(ordered),
         "frames": int(sum(len(d.features) for d in ordered)),
         "config": asdict(config),
@@ -423,7 +424,7 @@ def train_frame_detector(
         result.head,
         {
             "audioset_input": config.audioset_input,
-            "hop": 0.32,
+            "hop": FRAME_HOP,
             "classes": list(classes),
             "gate_columns": [list(result.gates.get(c, ([], 0.0))[0]) for c in classes],
             "gate_floors": [float(result.gates.get(c, ([], 0.0))[1]) for c in classes],
@@ -448,10 +449,15 @@ def train_frame_detector(
             name: {
                 "threshold": t,
                 "event_f1": metrics["threshold_event_f1_out_of_fold"][name],
-                "median_filter": result.median_filters.get(
-                    name, PostprocessOptions().median_filter
+                # only when chosen (train --choose-filters): else detect's own apply
+                **(
+                    {
+                        "median_filter": result.median_filters[name],
+                        "min_duration": result.min_durations[name],
+                    }
+                    if name in result.median_filters
+                    else {}
                 ),
-                "min_duration": result.min_durations.get(name, PostprocessOptions().min_duration),
             }
             for name, t in result.thresholds.items()
         },

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from earmark.boundaries import BandEnvelope, RefineOptions, join_overlaps, refine_events
+from earmark.constants import FRAME_HOP
 from earmark.evaluation import RefEvent, event_based_metrics, segment_based_metrics
 from earmark.events import PostprocessOptions, scores_to_events
 from earmark.labels import Label
@@ -65,7 +66,9 @@ def detect_events(
         )
     else:
         post = PostprocessOptions(threshold=float(thresholds), **extra)
-    events = scores_to_events(probs, 0.32, labels, post, file=data.name, duration=data.duration)
+    events = scores_to_events(
+        probs, FRAME_HOP, labels, post, file=data.name, duration=data.duration
+    )
     if refine and events:
         envelope = BandEnvelope.from_levels(data.envelope)
         if memo is None:
@@ -317,7 +320,7 @@ def quality(
     psds1 = float("nan")
     if present:
         scores = {
-            d.name: FileScores(p.astype(np.float64), 0.32, list(classes), d.duration)
+            d.name: FileScores(p.astype(np.float64), FRAME_HOP, list(classes), d.duration)
             for p, d in zip(probs, data, strict=True)
         }
         psds1 = float(psds(reference, scores, PSDS1, classes=present)["psds"])

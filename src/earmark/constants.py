@@ -1,0 +1,14 @@
+"""Torch-free constants of the detection path: sample rate, frame hop, the default model.
+
+Every module that needs one of these imports it from here (the API image, which has no torch,
+too); :mod:`earmark.scoring` checks that the network's own frame hop equals :data:`FRAME_HOP`.
+"""
+
+from __future__ import annotations
+
+SAMPLE_RATE = 32000
+"""Sample rate of every waveform handed to the model (Hz)."""
+FRAME_HOP = 0.32
+"""Seconds between the network's output frames: framewise scores, features and embeddings."""
+DEFAULT_MODEL = "mn04_as"
+"""The model ``detect`` uses unless told otherwise."""

@@ -303,7 +303,7 @@ def test_fixture_list_is_complete(fixtures_dir: Path) -> None:
 
 @pytest.mark.parametrize("name", AUDIO_FIXTURES)
 def test_every_fixture_format_goes_through_the_pipeline(
-    tagger: Tagger, fixtures_dir: Path, name: str
+    tagger: Tagger, fixtures_dir: Path, label_map: dict[str, list[str]], name: str
 ) -> None:
     result = process_file(tagger, fixtures_dir / name, None, DetectOptions())
     assert result.status == "ok", result.error or result.warnings
@@ -311,6 +311,11 @@ def test_every_fixture_format_goes_through_the_pipeline(
     assert result.duration > 0
     assert result.outputs == {}  # stem=None writes nothing
     assert result.info["sample_rate"] > 0 and result.info["channels"] >= 1
+    known = [cls for cls, clip in ESC10.items() if clip == name]
+    if known:  # an ESC-10 clip: its class is heard (as an event or an alternative of one)
+        heard = {e.label for e in result.events}
+        heard |= {a[0] for e in result.events for a in e.alternatives}
+        assert heard & set(label_map[known[0]]), (name, sorted(heard))
 
 
 # ---------------------------------------------------------------------------- bad input, one run

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from needs import missing
-from servers import Server, stop
+from servers import Server, stop, wait_job
 
 pytestmark = pytest.mark.slow
 
@@ -170,6 +170,16 @@ def test_embedded_mode_runs_without_redis_or_postgres(embedded, fixtures_dir: Pa
         assert "rooster.ogg" in report.text and "Crowing, cock-a-doodle-doo" in report.text
         jobs = http.get("/v1/jobs").json()
         assert jobs["total"] >= 1 and jobs["jobs"][0]["state"] == "done"
+        # every_class: each class that fires is its own event, as detect --every-class
+        dog = (fixtures_dir / "esc10_dog_1-100032-A.ogg").read_bytes()
+        made = {}
+        for every in (False, True):
+            data = {"every_class": "true"} if every else {}
+            job = http.post("/v1/jobs", files={"files": ("dog.ogg", dog)}, data=data).json()
+            assert wait_job(http, job["id"])["state"] == "done"
+            made[every] = http.get(f"/v1/jobs/{job['id']}/events").json()["events"]
+        assert {"Dog", "Bark"} <= {e["label"] for e in made[True]}
+        assert len(made[False]) < len(made[True])
         assert 'earmark_jobs{state="done"}' in http.get("/metrics").text
 
 
@@ -263,3 +273,73 @@ def test_killed_embedded_worker_is_restarted_and_readiness_follows_it(
     finally:
         stop(server.proc)
     assert "restarting it" in (artifacts / "supervised.log").read_text()
+
+
+def test_web_page_detects_a_servers_custom_classes(
+    model_dir: Path, shared_dir: Path, fixtures_dir: Path, tmp_path: Path, artifacts: Path
+) -> None:
+    """The page offers the server's custom-class models (``earmark train``) and a job that
+    picks one reports those classes only."""
+    import csv
+    import subprocess
+    import sys
+
+    if not Path(CHROMIUM).exists():
+        missing(f"{CHROMIUM} not found (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    esc10 = shared_dir / "audio" / "esc10"
+    with open(esc10 / "esc10_meta.csv", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["esc10_class"] in ("Dog bark", "Rooster")]
+    clips = tmp_path / "clips.csv"
+    with open(clips, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["filename", "label", "fold"])
+        for r in rows:
+            if int(r["fold"]) <= 2:
+                writer.writerow([esc10 / r["path"], r["esc10_class"], r["fold"]])
+    models = tmp_path / "models"
+    env = {**os.environ, "EARMARK_MODEL_DIR": str(model_dir)}
+    env["EARMARK_EMBEDDING_CACHE"] = str(tmp_path / "cache")
+    trained = subprocess.run(
+        [sys.executable, "-m", "earmark", "train", str(clips), "-o", str(models / "farm"), "-q",
+         "--no-baseline", "--threads", "2"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    server = Server(
+        embedded_env(tmp_path / "store", model_dir, EARMARK_CLASSES_DIR=str(models)),
+        [],
+        artifacts / "embedded-classes.log",
+    )
+    errors: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
+            try:
+                page = browser.new_page(viewport={"width": 1200, "height": 1000})
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.goto(server.url + "/")
+                page.wait_for_load_state("networkidle")
+                assert page.locator("#classes-box").is_visible()
+                option = page.locator("#classes option[value='farm']")
+                assert "Dog bark" in option.inner_text() and "Rooster" in option.inner_text()
+                page.select_option("#classes", "farm")
+                assert page.locator("#audioset-box").is_visible()
+                page.set_input_files("#files", str(fixtures_dir / "esc10_rooster_1-26806-A.ogg"))
+                page.click("#submit")
+                page.wait_for_selector("#timeline .event-bar", timeout=90_000)
+                labels = {
+                    b.get_attribute("data-label")
+                    for b in page.locator("#timeline .event-bar").all()
+                }
+                # the model's classes only (no AudioSet class), the rooster among them
+                assert "Rooster" in labels and labels <= {"Rooster", "Dog bark"}, labels
+            finally:
+                browser.close()
+    finally:
+        stop(server.proc)
+    assert not errors, errors

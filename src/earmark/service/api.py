@@ -812,18 +812,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             str | None, Form(max_length=100, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
         ] = None,
         audioset: Annotated[bool | None, Form()] = None,
+        every_class: Annotated[bool | None, Form()] = None,
     ) -> Created:
         """Upload one or more recordings with detection options; returns the job id.
 
         Options are those of ``earmark detect`` (``labels``, ``exclude`` and
         ``class_thresholds`` are ``;``-separated, e.g. ``Dog=0.3;Speech=0.5``). ``classes``
         names a custom-class model of the server (``GET /v1/classes``); ``audioset`` also
-        reports AudioSet classes beside them.
+        reports AudioSet classes beside them. ``every_class`` reports every class that fires
+        instead of one event per sound (``detect --every-class``).
         """
         options = job_options(
             model, threshold, off_threshold, median_filter, min_duration, merge_gap,
             labels, exclude, group_by, class_thresholds, scoring,
         )  # fmt: skip
+        if every_class:
+            options["join_related"] = False
         check_model(model)
         if classes is not None:
             try:

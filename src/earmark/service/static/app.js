@@ -48,10 +48,12 @@ function choose(list) {
 async function submit() {
   const form = new FormData();
   for (const f of state.files) form.append("files", f, f.name);
-  for (const id of ["model", "threshold", "min_duration", "merge_gap", "labels", "exclude", "group_by"]) {
+  for (const id of ["model", "threshold", "min_duration", "merge_gap", "labels", "exclude", "group_by", "classes"]) {
     const value = $("#" + id).value.trim();
     if (value !== "") form.append(id, value);
   }
+  if ($("#classes").value && $("#audioset").checked) form.append("audioset", "true");
+  if ($("#every_class").checked) form.append("every_class", "true");
   $("#submit").disabled = true;
   say("Uploading…");
   try {
@@ -351,6 +353,23 @@ async function loadModels() {
   } catch (e) { /* keep the default entry */ }
 }
 
+// the server's custom-class models (earmark train), if it has any
+async function loadClasses() {
+  try {
+    const models = await (await api("/v1/classes")).json();
+    const select = $("#classes");
+    for (const m of models) {
+      const o = document.createElement("option");
+      o.value = m.name;
+      const f1 = m.expected_event_f1 == null ? "" : `, expected event F1 ${m.expected_event_f1.toFixed(2)}`;
+      o.textContent = `${m.name}: ${m.classes.join(", ")} (${m.detector}${f1})`;
+      select.appendChild(o);
+    }
+    $("#classes-box").hidden = models.length === 0;
+    select.addEventListener("change", () => { $("#audioset-box").hidden = !select.value; });
+  } catch (e) { /* no custom classes offered */ }
+}
+
 async function loadJobs() {
   try {
     const data = await (await api("/v1/jobs?limit=10")).json();
@@ -386,7 +405,7 @@ async function init() {
     state.key = $("#apikey").value.trim();
     localStorage.setItem("earmark.key", state.key);
     $("#keyhint").hidden = !needKey();
-    if (!needKey()) { loadJobs(); loadModels(); }
+    if (!needKey()) { loadJobs(); loadModels(); loadClasses(); }
   });
   const drop = $("#drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
@@ -410,6 +429,7 @@ async function init() {
   }
   loadJobs();
   loadModels();
+  loadClasses();
   if (location.hash.length > 1) follow(location.hash.slice(1), null);
 }
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from earmark.audio import AudioError, load, resample
-from earmark.fingerprint import (
+from earmark.repeats.fingerprint import (
     FINGERPRINT_SAMPLE_RATE,
     HOP_SECONDS,
     InvertedIndex,

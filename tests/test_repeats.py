@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 
 from earmark import cli
-from earmark.chapters import write_repeats
 from earmark.outputs import read_events
-from earmark.repeats import RepeatsResult, find_repeats
+from earmark.repeats import RepeatsResult, find_repeats, write_repeats
 
 
 @pytest.fixture(scope="session")
@@ -160,9 +159,9 @@ def test_unrelated_files_share_nothing(fixtures_dir: Path) -> None:
 def test_shared_silence_is_not_part_of_a_segment(shared_dir: Path) -> None:
     """Digital silence right after the shared music in both files does not extend the match."""
     from earmark.audio import load
-    from earmark.fingerprint import FINGERPRINT_SAMPLE_RATE as SR
-    from earmark.fingerprint import fingerprint_waveform
     from earmark.repeats import find_repeats_in_fingerprints
+    from earmark.repeats.fingerprint import FINGERPRINT_SAMPLE_RATE as SR
+    from earmark.repeats.fingerprint import fingerprint_waveform
 
     music = load(shared_dir / "audio" / "music" / "moh" / "reno_project-system.wav", SR)
     theme = music[20 * SR : 45 * SR]

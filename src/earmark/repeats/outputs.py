@@ -28,7 +28,7 @@ from pathlib import Path
 
 from earmark.events import Event
 from earmark.outputs import atomic_write_text, write_events, write_json
-from earmark.repeats import Occurrence, RepeatsResult
+from earmark.repeats.results import Occurrence, RepeatsResult
 
 __all__ = [
     "CSV_COLUMNS",

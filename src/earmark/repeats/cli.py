@@ -1,0 +1,103 @@
+"""``earmark repeats``: the command line of the recurring-segments wing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from earmark.repeats.matching import find_repeats
+from earmark.repeats.outputs import write_repeats
+from earmark.repeats.results import RepeatOptions
+
+__all__ = ["add_parser", "cmd_repeats"]
+
+
+def cmd_repeats(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``earmark repeats``: recurring segments across files, written to the output folder."""
+    from earmark.inputs import collect_inputs, printable
+
+    entries = collect_inputs(args.inputs)
+    unreadable = [f"{printable(e.path)}: {e.problem}" for e in entries if e.problem]
+    for reason in unreadable:
+        print(f"earmark: FAILED: {reason}", file=sys.stderr)
+    files = [str(e.path) for e in entries if e.problem is None]
+    if len(files) < 2:
+        print("earmark: repeats needs at least two files (episodes)", file=sys.stderr)
+        return 2
+    opts = RepeatOptions(min_duration=args.min_duration)
+    started = time.perf_counter()
+
+    def show(name: str, done: int, total: int, seconds: float) -> None:
+        elapsed = time.perf_counter() - started
+        sum_audio[0] += seconds
+        rate = sum_audio[0] / elapsed if elapsed > 0 else 0.0
+        eta = elapsed / done * (total - done)
+        print(
+            f"[{done}/{total} files] {sum_audio[0] / 60:.1f} min of audio | "
+            f"{rate:.0f}x real time | ETA {eta:.0f} s | {name}",
+            file=sys.stderr,
+        )
+
+    sum_audio = [0.0]
+    result = find_repeats(files, opts, None if args.quiet else show, jobs=args.jobs)
+    written = write_repeats(result, args.output)
+    failed = [f for f in result.files if f.status == "failed"]
+    if args.json:
+        json.dump(
+            {
+                "out_dir": str(args.output),
+                "outputs": {k: str(v) for k, v in written.items()},
+                **result.to_dict(),
+            },
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+    elif not args.quiet:
+        for s in result.segments:
+            print(
+                f"segment {s.id} ({s.kind}): {len(s.files)} of {len(result.files)} files, "
+                f"median {s.median_duration:.1f} s"
+                + (f"; absent from {len(s.missing)}" if s.missing else "")
+            )
+        for f in result.files:
+            occ = result.occurrences(f.file)
+            parts = [f"{o.kind} {o.start:.2f}-{o.end:.2f} ({o.confidence:.2f})" for o in occ]
+            absent = [s.kind for s in result.segments if f.file in s.missing]
+            parts += [f"no {k}" for k in absent]
+            print(f"{f.file}: " + ("; ".join(parts) if parts else f.status))
+        t = result.timings
+        print(
+            f"\n{len(result.files)} files, {t['audio_seconds'] / 60:.1f} min of audio in "
+            f"{t['total_seconds']:.1f} s ({t['realtime_factor']:.0f}x real time); "
+            f"results in {args.output}"
+        )
+    for f in failed:
+        print(f"earmark: FAILED: {f.error}", file=sys.stderr)
+    return 1 if failed or unreadable else 0
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``earmark repeats`` on the sub-command parsers of the main parser."""
+    p = subparsers.add_parser(
+        "repeats",
+        help="find segments that recur across files (TV intros, credits, recaps)",
+        description="Find the audio segments that recur across the given files (episodes of "
+        "a series): intro, outro/credits, recaps and other repeated material, with start, "
+        "end, confidence and the files sharing each, per file. Writes CSV/JSON, events, "
+        "FFmetadata chapters and EDLs to the output folder.",
+    )
+    p.add_argument("inputs", nargs="+", help="audio/video files, folders (recursive) or globs")
+    p.add_argument("-o", "--output", default="earmark-repeats", help="output folder")
+    p.add_argument(
+        "--min-duration", type=float, default=5.0, help="shortest segment reported, s (5)"
+    )
+    p.add_argument("-j", "--jobs", type=int, help="files fingerprinted in parallel")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=cmd_repeats)
+    return p

@@ -505,9 +505,9 @@ def package_versions() -> dict[str, str]:
 def _custom_classes_entry(tagger: Tagger, options: DetectOptions) -> dict | None:
     if not options.classes:
         return None
-    from earmark.custom_classes import describe_custom_run
+    from earmark.extensions import class_provider
 
-    return describe_custom_run(tagger, options)
+    return class_provider().describe(tagger, options)
 
 
 def build_manifest(

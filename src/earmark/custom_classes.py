@@ -963,3 +963,30 @@ def add_parser(subparsers: Any) -> None:
     mp.add_argument("--json", action="store_true", help="print written files as JSON")
     _dataset_args(mp)
     mp.set_defaults(func=cmd_map)
+
+
+class CustomClassProvider:
+    """The custom classes of ``earmark train`` as a provider of extra classes for the
+    detection path (:class:`earmark.extensions.ClassProvider`, entry point ``custom``)."""
+
+    def check(self, tagger: Any, options: Any) -> tuple[list[Label], Any]:
+        """:func:`check_custom_options`."""
+        return check_custom_options(tagger, options)
+
+    def apply(
+        self, tagger: Any, scores: Any, options: Any, path: str | Path | None
+    ) -> tuple[Any, list[Label]]:
+        """:func:`apply_custom_classes`."""
+        return apply_custom_classes(tagger, scores, options, path)
+
+    def selection(self, options: Any, labels: list[Label]) -> Any:
+        """:func:`custom_selection`."""
+        return custom_selection(options, labels)
+
+    def describe(self, tagger: Any, options: Any) -> dict:
+        """:func:`describe_custom_run`."""
+        return describe_custom_run(tagger, options)
+
+
+PROVIDER = CustomClassProvider()
+"""Registered as the ``custom`` entry point of ``earmark.classes`` (pyproject.toml)."""

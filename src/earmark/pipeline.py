@@ -22,6 +22,7 @@ from earmark import assets
 from earmark.audio import SAMPLE_RATE, AudioError, AudioReader, prepare_waveform, probe
 from earmark.boundaries import BandEnvelope, RefineOptions, refine_events
 from earmark.events import Event, PostprocessOptions, scores_to_events
+from earmark.extensions import class_provider
 from earmark.inputs import name_bytes, printable
 from earmark.outputs import (
     EVENT_FORMATS,
@@ -354,11 +355,10 @@ def process_file(
         result.duration = scores.duration
         mismatch = duration_mismatch(info.duration, scores.duration)
         labels, post = tagger.labels, options.postprocess
-        if options.classes:
-            from earmark.custom_classes import apply_custom_classes, custom_selection
-
-            scores, labels = apply_custom_classes(tagger, scores, options, path)
-            post = custom_selection(options, labels)
+        if options.classes:  # extra classes, from the wing that provides them
+            provider = class_provider()
+            scores, labels = provider.apply(tagger, scores, options, path)
+            post = provider.selection(options, labels)
         result.events = events_from_scores(tagger, scores, post, file=shown, labels=labels)
         if envelope is not None:
             result.events = refine_events(
@@ -448,9 +448,7 @@ def check_options(tagger: Tagger, options: DetectOptions) -> None:
     """
     labels, post = tagger.labels, options.postprocess
     if options.classes:  # the model folder, its backbone and the custom class names
-        from earmark.custom_classes import check_custom_options
-
-        labels, post = check_custom_options(tagger, options)
+        labels, post = class_provider().check(tagger, options)
     n = len(labels)
     empty = FrameScores(np.zeros((0, n), dtype=np.float32), options.scoring.frame_hop, 0.0)
     events_from_scores(tagger, empty, post, labels=labels)

@@ -20,8 +20,9 @@ from custom_fixtures import (  # noqa: F401
 
 from earmark.audio import SAMPLE_RATE
 from earmark.audio import load as load_audio
+from earmark.custom.clip_head import make_head
 from earmark.finetuning import N_BACKBONE_LAYERS, finetune, length_batches, unfused_backbone
-from earmark.training import TrainConfig, make_head, train
+from earmark.training import TrainConfig, train
 
 CLASSES = ("Dog bark", "Rooster", "Rain")
 
@@ -74,8 +75,8 @@ def test_top_layers_only(esc10, tagger) -> None:
 
 
 def test_early_stopping_keeps_the_best_validation_epoch(esc10, tagger) -> None:
+    from earmark.custom.clip_head import class_targets as _targets
     from earmark.finetuning import _logits
-    from earmark.training import _targets
 
     audios, labels = _clips(esc10, (1,))
     val_audios, val_labels = _clips(esc10, (2,))

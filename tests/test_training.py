@@ -17,8 +17,9 @@ from custom_fixtures import (  # noqa: F401
     tagger,
 )
 
+from earmark.custom.clip_head import predict_proba
 from earmark.embeddings import Backbone
-from earmark.training import TrainConfig, TrainingData, fit_split, predict_proba, train
+from earmark.training import TrainConfig, TrainingData, fit_split, train
 
 
 def _data(emb) -> TrainingData:

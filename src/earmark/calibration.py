@@ -31,6 +31,7 @@ reach; ``--class-threshold`` overrides one, ``--threshold`` replaces them all.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ def mixtures(
 ) -> list[np.ndarray]:
     """Every clip mixed over a random part of a random background (0-20 dB SNR, the
     ``background`` augmentation), seeded per clip."""
-    from earmark.training import Augmenter
+    from earmark.custom.data import Augmenter
 
     mixer = Augmenter(("background",), seed, backgrounds)
     return [mixer(a, np.random.default_rng([seed, 77, i])) for i, a in enumerate(audios)]
@@ -77,7 +78,7 @@ def background_segments(
 
 def detection_rows(head: object, frames: Iterable[np.ndarray]) -> np.ndarray:
     """:func:`detection_scores` of ``head`` on each framewise-embedding matrix."""
-    from earmark.training import predict_proba
+    from earmark.custom.clip_head import predict_proba
 
     return np.stack([detection_scores(predict_proba(head, f)) for f in frames])
 
@@ -180,3 +181,18 @@ def thresholds_of(calibration: dict | None, classes: Sequence[str]) -> dict[str,
         return dict.fromkeys(classes, UNCALIBRATED_THRESHOLD)
     found = {name: float(c["threshold"]) for name, c in calibration["classes"].items()}
     return {name: found.get(name, UNCALIBRATED_THRESHOLD) for name in classes}
+
+
+def calibration_audio(
+    audios: Sequence[np.ndarray], config: Any
+) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+    """The clips mixed over ``config.backgrounds`` and segments of those, to calibrate the
+    detection thresholds on (:mod:`earmark.calibration`); ``None`` without backgrounds."""
+    from earmark.custom.data import background_files, load_backgrounds
+
+    if not config.backgrounds:
+        return None
+    backgrounds = load_backgrounds(background_files(config.backgrounds))
+    if not backgrounds:
+        return None
+    return mixtures(audios, backgrounds, config.seed), background_segments(backgrounds)

@@ -98,7 +98,7 @@ class CustomClasses:
 
     def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
         """Sigmoid outputs ``(n, classes)`` of the head for ``(n, dim)`` embeddings."""
-        from earmark.training import predict_proba
+        from earmark.custom.clip_head import predict_proba
 
         x = np.asarray(embeddings, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.head.dim:
@@ -146,8 +146,8 @@ def load_custom_classes(model_dir: str | Path) -> CustomClasses:
     Raises:
         CustomModelError: the folder is missing, incomplete or not an earmark model.
     """
+    from earmark.custom.clip_head import make_head
     from earmark.custom.fitting import load_head
-    from earmark.training import make_head
 
     path = Path(model_dir).expanduser()
     if not path.is_dir():

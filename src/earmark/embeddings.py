@@ -82,7 +82,7 @@ class Backbone:
         """The clip embedding of a 32 kHz mono signal (official clip-level computation)."""
         import torch
 
-        audio = _min_length(audio)
+        audio = pad_to_min_length(audio)
         with torch.inference_mode():
             mel = self.front_end(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)))
             fmap = self.net.feature_map(mel)  # type: ignore[attr-defined]
@@ -93,12 +93,12 @@ class Backbone:
         from earmark.scoring import FrameScorer, ScoringOptions
 
         scorer = FrameScorer(self.net, self.front_end, ScoringOptions(embeddings=True))  # type: ignore[arg-type]
-        result = scorer.score(_min_length(audio))
+        result = scorer.score(pad_to_min_length(audio))
         assert result.embeddings is not None
         return np.asarray(result.embeddings, dtype=np.float32)
 
 
-def _min_length(audio: np.ndarray) -> np.ndarray:
+def pad_to_min_length(audio: np.ndarray) -> np.ndarray:
     n = int(MIN_SECONDS * SAMPLE_RATE)
     if len(audio) == 0:
         raise AudioError("<array>", "no audio samples")

@@ -45,11 +45,11 @@ from .labels import (
     Label,
     Ontology,
     UnknownLabelError,
-    _max_rows,
-    _parse_level,
-    _suggest,
     group_plan,
+    max_rows,
+    parse_level,
     resolve_label_set,
+    suggest_names,
 )
 
 __all__ = [
@@ -244,7 +244,7 @@ class PostprocessOptions:
             ):
                 raise ValueError(f"{name} must be a list of class names or mids, got {value!r}")
         if self.group_by is not None:
-            _parse_level(self.group_by)
+            parse_level(self.group_by)
         if not isinstance(self.join_related, bool):
             raise ValueError(f"join_related must be true or false, got {self.join_related!r}")
 
@@ -388,7 +388,9 @@ def _per_class(
             and (ontology is None or ontology.find(k) is None)
         ):
             candidates = [lab.name for lab in all_labels] + [lab.name for lab in out_labels]
-            raise UnknownLabelError(f"{what}: unknown class {key!r}." + _suggest(k, candidates))
+            raise UnknownLabelError(
+                f"{what}: unknown class {key!r}." + suggest_names(k, candidates)
+            )
     return values
 
 
@@ -430,7 +432,7 @@ def _detect_rows(
         raw = source  # `needed` is already the sorted candidate columns
     else:
         raw = np.empty((len(cand), frames), dtype=np.float32)
-        _max_rows(source, [np.searchsorted(needed, members[g]) for g in cand], raw)
+        max_rows(source, [np.searchsorted(needed, members[g]) for g in cand], raw)
         del source
     on_c, off_c = on[cand], off[cand]
 

@@ -35,25 +35,27 @@ from pathlib import Path
 import numpy as np
 
 from earmark.audio import SAMPLE_RATE
-from earmark.training import (
+from earmark.calibration import calibration_audio
+from earmark.custom.clip_head import (
     MODEL_FORMAT,
-    Augmenter,
-    Log,
-    TrainConfig,
-    TrainingData,
-    _load_backgrounds,
-    _targets,
-    _torch,
-    _writer,
-    background_files,
-    calibration_audio,
+    class_targets,
     classification_metrics,
     fit_head,
     inner_split,
     outer_splits,
     predict_proba,
     save_head,
+    torch_module,
 )
+from earmark.custom.data import (
+    Augmenter,
+    Log,
+    TrainConfig,
+    TrainingData,
+    background_files,
+    load_backgrounds,
+)
+from earmark.custom.fitting import tensorboard_writer
 
 FINETUNE_CROP_SECONDS = 10.0
 """Longer clips are randomly cropped to this length at every fine-tuning step."""
@@ -63,7 +65,7 @@ N_BACKBONE_LAYERS = 17
 
 def unfused_backbone(tagger: object):
     """A trainable copy of the tagger's network (BatchNorm not folded), from its checkpoint."""
-    torch = _torch()
+    torch = torch_module()
     from earmark.model import build_model
 
     state = torch.load(tagger.checkpoint.path, map_location="cpu", weights_only=True)  # type: ignore[attr-defined]
@@ -93,7 +95,7 @@ def _crop(audio: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
 def mixup(x: np.ndarray, y: object, alpha: float, rng: np.random.Generator) -> tuple:
     """Mix every clip of a batch with another one of it, weights ``lambda ~ Beta(alpha, alpha)``
     (per clip, the larger one on the clip's own side), and their targets alike."""
-    torch = _torch()
+    torch = torch_module()
     lam = rng.beta(alpha, alpha, size=len(x)).astype(np.float32)
     lam = np.maximum(lam, 1.0 - lam)
     other = rng.permutation(len(x))
@@ -114,14 +116,14 @@ class Finetuned:
 
 def _logits(net: object, head: object, front_end: object, audios: Sequence[np.ndarray]):
     """Head logits ``(clips, classes)`` of whole clips (eval mode, no gradients)."""
-    torch = _torch()
+    torch = torch_module()
     with torch.no_grad():
         return head(torch.from_numpy(_embed(net, front_end, audios)))  # type: ignore[operator]
 
 
 def _embed(net: object, front_end: object, audios: Sequence[np.ndarray]) -> np.ndarray:
     """Clip embeddings of whole clips with a (fine-tuned, unfused) network, in eval mode."""
-    torch = _torch()
+    torch = torch_module()
     rows = []
     with torch.no_grad():
         for audio in audios:
@@ -157,7 +159,7 @@ def finetune(
     its accuracy after every epoch goes to the log and ``writer``: a curve to look at, never
     used to choose anything. Returns the network and head in eval mode, and the epoch kept.
     """
-    torch = _torch()
+    torch = torch_module()
     say = log or (lambda _m: None)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -173,7 +175,7 @@ def finetune(
     items = list(audios) + list(negatives)
     n_out = head.n_classes  # type: ignore[attr-defined]
     targets = torch.from_numpy(
-        _targets(np.concatenate([labels, np.full(len(negatives), -1, np.int64)]), n_out)
+        class_targets(np.concatenate([labels, np.full(len(negatives), -1, np.int64)]), n_out)
     )
     lengths = [len(a) for a in items]
     crop_max = int(FINETUNE_CROP_SECONDS * SAMPLE_RATE)
@@ -229,7 +231,7 @@ def finetune(
             writer.add_scalar("loss/train", total / seen, epoch)  # type: ignore[attr-defined]
         if validation is not None and len(validation[1]):
             logits = _logits(net, head, front_end, validation[0])
-            val_loss = float(loss_fn(logits, torch.from_numpy(_targets(validation[1], n_out))))
+            val_loss = float(loss_fn(logits, torch.from_numpy(class_targets(validation[1], n_out))))
             val_acc = float(np.mean(logits.argmax(dim=1).numpy() == validation[1]))
             message += f", validation loss {val_loss:.4f} accuracy {val_acc:.3f}"
             if writer is not None:
@@ -280,18 +282,18 @@ def finetune_and_save(
     ``calibration_scores``, the out-of-fold scores, labels and whether they were mixed over
     backgrounds, that :mod:`earmark.calibration` needs.
     """
-    torch = _torch()
+    torch = torch_module()
     from earmark.audio import load as load_audio
     from earmark.calibration import detection_rows
-    from earmark.embeddings import Backbone, _min_length
+    from earmark.embeddings import Backbone, pad_to_min_length
     from earmark.outputs import atomic_path
 
     say = log or (lambda _m: None)
     started = time.perf_counter()
-    audios = [_min_length(load_audio(f, SAMPLE_RATE)) for f in data.files]
+    audios = [pad_to_min_length(load_audio(f, SAMPLE_RATE)) for f in data.files]
     backgrounds: list[np.ndarray] = []
     if config.backgrounds:
-        backgrounds = _load_backgrounds(background_files(config.backgrounds))
+        backgrounds = load_backgrounds(background_files(config.backgrounds))
     negatives: list[np.ndarray] = []
     if config.negatives:
         n = int(config.negative_seconds * SAMPLE_RATE)
@@ -327,7 +329,7 @@ def finetune_and_save(
             epochs=max(int(choice["epochs"]), 1),
         ).head
         t0 = time.perf_counter()
-        writer = _writer(work / "tensorboard", f"finetune/{name}")
+        writer = tensorboard_writer(work / "tensorboard", f"finetune/{name}")
         tuned = finetune(
             [audios[i] for i in fit_idx],
             data.y[fit_idx],
@@ -401,7 +403,7 @@ def finetune_and_save(
                 else "splits; it matched or beat the frozen head)"
             )
         )
-        writer = _writer(work / "tensorboard", "finetune/final")
+        writer = tensorboard_writer(work / "tensorboard", "finetune/final")
         final = finetune(
             audios,
             data.y,

@@ -59,7 +59,7 @@ class Label:
     name: str
 
 
-def _suggest(word: str, candidates: Iterable[str], n: int = 5) -> str:
+def suggest_names(word: str, candidates: Iterable[str], n: int = 5) -> str:
     """A ' Did you mean: ...?' suffix with close matches (case-insensitive), or ''."""
     by_lower: dict[str, str] = {}
     for cand in candidates:
@@ -215,7 +215,9 @@ class Ontology:
 
     def _check(self, mid: str) -> str:
         if mid not in self._names:
-            raise UnknownLabelError(f"unknown ontology mid {mid!r}." + _suggest(mid, self._names))
+            raise UnknownLabelError(
+                f"unknown ontology mid {mid!r}." + suggest_names(mid, self._names)
+            )
         return mid
 
     def name(self, mid: str) -> str:
@@ -228,7 +230,7 @@ class Ontology:
             return self._by_name[name.strip().lower()]
         except KeyError:
             raise UnknownLabelError(
-                f"unknown ontology class name {name!r}." + _suggest(name, self._names.values())
+                f"unknown ontology class name {name!r}." + suggest_names(name, self._names.values())
             ) from None
 
     def find(self, name_or_mid: str) -> str | None:
@@ -330,7 +332,7 @@ def resolve_label_set(
             candidates = [lab.name for lab in labels]
             if ontology is not None:
                 candidates += [ontology.name(m) for m in ontology]
-            raise UnknownLabelError(f"unknown class {entry!r}." + _suggest(key, candidates))
+            raise UnknownLabelError(f"unknown class {entry!r}." + suggest_names(key, candidates))
         found: set[int] = set()
         if pos is not None:
             found.add(pos)
@@ -348,7 +350,7 @@ def resolve_label_set(
 # -- roll-up along the ontology --------------------------------------------------------
 
 
-def _parse_level(level: str | int) -> str | int:
+def parse_level(level: str | int) -> str | int:
     if isinstance(level, bool):
         raise ValueError(f"invalid group level {level!r}")
     if isinstance(level, int):
@@ -378,7 +380,7 @@ def group_plan(
     (``index`` = ``g``). Groups are ordered as in the ontology file; a class whose mid is
     not in the ontology is its own group, after those.
     """
-    parsed = _parse_level(level)
+    parsed = parse_level(level)
     pos_of = {lab.mid: pos for pos, lab in enumerate(labels)}
     members: dict[str, set[int]] = {}
     names: dict[str, str] = {}
@@ -446,12 +448,12 @@ def group_scores(
     for i in range(0, scores.shape[0], block):
         chunk = np.ascontiguousarray(scores[i : i + block].T)
         grouped = np.empty((len(groups), chunk.shape[1]), dtype=scores.dtype)
-        _max_rows(chunk, members, grouped)
+        max_rows(chunk, members, grouped)
         out[i : i + block] = grouped.T
     return out, groups
 
 
-def _max_rows(source: np.ndarray, rows: Sequence[np.ndarray], out: np.ndarray) -> None:
+def max_rows(source: np.ndarray, rows: Sequence[np.ndarray], out: np.ndarray) -> None:
     """``out[k] = source[rows[k]].max(axis=0)`` for every k, without temporaries."""
     for k, group in enumerate(rows):
         np.copyto(out[k], source[group[0]])

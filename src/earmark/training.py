@@ -35,391 +35,48 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from earmark.audio import SAMPLE_RATE
-from earmark.custom.fitting import head_shape, run_epochs
+from earmark.calibration import calibration_audio
+from earmark.custom.clip_head import (
+    MODEL_FORMAT,
+    FitResult,
+    classification_metrics,
+    confusion_csv,
+    fit_head,
+    inner_split,
+    outer_splits,
+    plot_confusion,
+    predict_proba,
+    save_head,
+)
+from earmark.custom.data import (
+    Augmenter,
+    Log,
+    TrainConfig,
+    TrainingData,
+    background_files,
+    load_backgrounds,
+)
+from earmark.custom.fitting import tensorboard_writer
 from earmark.datasets import Dataset
 from earmark.embeddings import Backbone, EmbeddingSet, embed_dataset, embed_files
 
-HEAD_KINDS = ("logreg", "mlp")
-MODEL_FORMAT = 1
-"""Version of the MODEL_DIR layout."""
-Log = Callable[[str], None]
-
-
-@dataclass
-class TrainConfig:
-    """Every option of a training run (saved in ``config.json``)."""
-
-    seed: int = 0
-    heads: tuple[str, ...] = HEAD_KINDS
-    hidden: int = 128
-    dropout: float = 0.3
-    lr: float = 3e-3
-    weight_decay: float = 1e-2
-    batch_size: int = 128
-    max_epochs: int = 200
-    patience: int = 20
-    k_folds: int = 5
-    """Stratified folds when the dataset has none (or ``use_folds`` is off)."""
-    use_folds: bool = True
-    augment: int | None = None
-    """Augmented copies of every training clip; ``None``: 2 when there are backgrounds (the
-    clips mixed over them at 0-20 dB, so that ``classify`` holds up on noisy clips), else 0."""
-    augment_kinds: tuple[str, ...] = ("noise", "gain", "shift", "background")
-    backgrounds: str | None = None
-    """Folder of background recordings (for ``background`` augmentation and ``negatives``)."""
-    negatives: bool = False
-    """Add background segments as examples of none of the classes (better for detection)."""
-    negative_seconds: float = 5.0
-    baseline: bool = True
-    finetune: bool = False
-    """Also fine-tune the backbone with the head (:mod:`earmark.finetuning`)."""
-    finetune_epochs: int = 5
-    finetune_lr: float = 3e-5
-    """Backbone learning rate (AdamW, cosine decay)."""
-    finetune_head_lr: float = 1e-3
-    finetune_batch: int = 16
-    finetune_mixup: float = 0.3
-    """Mixup of clip pairs in fine-tuning batches, ``Beta(a, a)`` weights (0: off)."""
-    finetune_layers: int = 0
-    """Top layers of the backbone that fine-tuning trains (of 17); 0: the whole backbone."""
-    frame_head: str = "conv"
-    """Frame-level detector head trained on mixtures (:mod:`earmark.custom`): ``conv``,
-    ``gru``, ``linear``, or ``none`` (detect with the clip head, as before)."""
-    frame_audioset: bool = True
-    """Give the frame head the AudioSet scores as evidence beside the backbone features."""
-    choose_filters: bool = False
-    """Choose each class's median filter and minimum duration on held-out mixtures too (see
-    :attr:`earmark.custom.detector.DetectorConfig.choose_filters`)."""
-    mixtures: int = 480
-    mixture_seconds: float = 20.0
-    mixture_snr: tuple[float, float] = (-5.0, 20.0)
-    mixture_events: tuple[int, int] = (0, 5)
-    background_split: str = "time"
-    others: str | None = None
-    """Folder of recordings of other sounds: distractors in the mixtures (none of the classes)."""
-    labelled: tuple[str, ...] = ()
-    """Strongly labelled recordings: folders or label files (:mod:`earmark.custom.strong_labels`).
-    """
-    finetune_keep: str = "if-better"
-    """Keep the fine-tuned backbone ``"if-better"`` (cross-validated accuracy at least the
-    frozen head's) or ``"always"`` (e.g. when the recordings to detect in differ from the
-    clips more than the folds do)."""
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad option."""
-        unknown = set(self.heads) - set(HEAD_KINDS)
-        if not self.heads or unknown:
-            raise ValueError(f"heads must be among {HEAD_KINDS}, got {list(self.heads)}")
-        bad_aug = set(self.augment_kinds) - {"noise", "gain", "shift", "background"}
-        if bad_aug:
-            raise ValueError(f"unknown augmentation(s) {sorted(bad_aug)}")
-        if self.k_folds < 2:
-            raise ValueError("k_folds must be at least 2")
-        if self.frame_head not in ("conv", "gru", "linear", "none"):
-            raise ValueError(
-                f"frame head must be conv, gru, linear or none, not {self.frame_head!r}"
-            )
-        if (self.augment or 0) < 0 or self.max_epochs < 1 or self.hidden < 1:
-            raise ValueError("augment >= 0, max_epochs >= 1 and hidden >= 1 are required")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("dropout must be in [0, 1)")
-        needs_bg = self.negatives or (self.augment and "background" in self.augment_kinds)
-        if needs_bg and self.backgrounds is None and self.negatives:
-            raise ValueError("negatives need a folder of background recordings (--backgrounds)")
-        if self.finetune_epochs < 1:
-            raise ValueError("finetune_epochs must be at least 1")
-        if not 0 <= self.finetune_layers <= 17:
-            raise ValueError("finetune_layers must be between 0 (all) and 17")
-        if self.finetune_keep not in ("if-better", "always"):
-            raise ValueError(
-                f"finetune_keep must be if-better or always, got {self.finetune_keep!r}"
-            )
-        if self.finetune_batch < 1 or self.finetune_lr <= 0 or self.finetune_head_lr <= 0:
-            raise ValueError("finetune_batch >= 1 and positive fine-tuning learning rates needed")
-
-
 # ---------------------------------------------------------------------------- heads
-def _torch():
-    import torch
-
-    return torch
-
-
-def make_head(kind: str, dim: int, n_classes: int, hidden: int = 256, dropout: float = 0.3):
-    """A head: standardisation (buffers), then ``Linear`` (logreg) or ``Linear-ReLU-Dropout-
-    Linear`` (mlp), producing one logit per class."""
-    torch = _torch()
-    from torch import nn
-
-    class Head(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.kind, self.dim, self.n_classes = kind, dim, n_classes
-            self.hidden, self.dropout = hidden, dropout
-            self.register_buffer("mean", torch.zeros(dim))
-            self.register_buffer("scale", torch.ones(dim))
-            if kind == "logreg":
-                self.net = nn.Sequential(nn.Linear(dim, n_classes))
-            elif kind == "mlp":
-                self.net = nn.Sequential(
-                    nn.Linear(dim, hidden),
-                    nn.ReLU(),
-                    nn.Dropout(dropout),
-                    nn.Linear(hidden, n_classes),
-                )
-            else:
-                raise ValueError(f"unknown head kind {kind!r}; use one of {HEAD_KINDS}")
-
-        def forward(self, x):  # type: ignore[no-untyped-def]
-            return self.net((x - self.mean) / self.scale)
-
-        def describe(self) -> dict:
-            return head_shape(self)
-
-    return Head()
-
-
-def _targets(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """One-hot rows; label ``-1`` (none of the classes) gives an all-zero row."""
-    out = np.zeros((len(labels), n_classes), dtype=np.float32)
-    pos = labels >= 0
-    out[np.flatnonzero(pos), labels[pos]] = 1.0
-    return out
-
-
-@dataclass
-class FitResult:
-    """A fitted head and how its training went."""
-
-    head: object
-    epochs: int
-    val_accuracy: float | None = None
-    val_loss: float | None = None
-    seconds: float = 0.0
-
-
-def fit_head(
-    kind: str,
-    x: np.ndarray,
-    y: np.ndarray,
-    n_classes: int,
-    config: TrainConfig,
-    seed: int,
-    x_val: np.ndarray | None = None,
-    y_val: np.ndarray | None = None,
-    epochs: int | None = None,
-    writer: object | None = None,
-) -> FitResult:
-    """Fit one head on embeddings ``x`` with integer labels ``y`` (``-1``: none).
-
-    With validation data, training stops when the validation loss has not improved for
-    ``config.patience`` epochs and the best epoch's weights are kept; otherwise it runs
-    ``epochs`` (default ``config.max_epochs``) epochs. Curves go to ``writer`` (TensorBoard).
-    """
-    torch = _torch()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small matrices: one thread is faster and exactly repeatable
-    try:
-        return _fit_head(kind, x, y, n_classes, config, seed, x_val, y_val, epochs, writer)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _fit_head(
-    kind: str,
-    x: np.ndarray,
-    y: np.ndarray,
-    n_classes: int,
-    config: TrainConfig,
-    seed: int,
-    x_val: np.ndarray | None,
-    y_val: np.ndarray | None,
-    epochs: int | None,
-    writer: object | None,
-) -> FitResult:
-    torch = _torch()
-    started = time.perf_counter()
-    torch.manual_seed(seed)
-    head = make_head(kind, x.shape[1], n_classes, config.hidden, config.dropout)
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0) + 1e-6
-    head.mean.copy_(torch.from_numpy(mean.astype(np.float32)))
-    head.scale.copy_(torch.from_numpy(scale.astype(np.float32)))
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    yt = torch.from_numpy(_targets(y, n_classes))
-    has_val = x_val is not None and y_val is not None and len(x_val) > 0
-    if has_val:
-        xv = torch.from_numpy(np.ascontiguousarray(x_val, dtype=np.float32))
-        yv = torch.from_numpy(_targets(y_val, n_classes))
-        yv_int = torch.from_numpy(np.asarray(y_val))
-    optimiser = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-
-    def validate() -> tuple[float, dict]:
-        logits = head(xv)
-        labelled = yv_int >= 0
-        accuracy = float((logits.argmax(1)[labelled] == yv_int[labelled]).float().mean())
-        return float(loss_fn(logits, yv)), {"accuracy": accuracy}
-
-    run = run_epochs(
-        head,
-        xt,
-        yt,
-        optimiser,
-        config.batch_size,
-        torch.Generator().manual_seed(seed),
-        epochs or config.max_epochs,
-        config.patience,
-        validate if has_val else None,
-        writer,
-    )
-    seconds = time.perf_counter() - started
-    if run.val_loss is not None:
-        return FitResult(head, run.epochs, run.val_extra["accuracy"], run.val_loss, seconds)
-    return FitResult(head, run.epochs, seconds=seconds)
-
-
-def predict_proba(head: object, x: np.ndarray) -> np.ndarray:
-    """Per-class sigmoid outputs ``(n, classes)`` of a head."""
-    torch = _torch()
-    with torch.no_grad():
-        logits = head(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))  # type: ignore[operator]
-        return torch.sigmoid(logits).numpy()
 
 
 # ---------------------------------------------------------------------------- metrics
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> dict:
-    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
-    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
-
-    labels = list(range(len(classes)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
-    return {
-        "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else float("nan"),
-        "macro_f1": float(
-            f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
-        ),
-        "n": len(y_true),
-        "per_class": {
-            name: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
-            }
-            for i, name in enumerate(classes)
-        },
-        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-    }
-
-
-def confusion_csv(confusion: Sequence[Sequence[int]], classes: Sequence[str]) -> str:
-    """The confusion matrix as CSV: rows are true classes, columns predicted classes."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["true \\ predicted", *classes])
-    for name, row in zip(classes, confusion, strict=True):
-        writer.writerow([name, *row])
-    return buffer.getvalue()
-
-
-def plot_confusion(
-    path: Path, confusion: Sequence[Sequence[int]], classes: Sequence[str], title: str
-) -> None:
-    """Save the confusion matrix as a PNG (counts in the cells, colour by row share)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from earmark.outputs import atomic_path
-
-    matrix = np.asarray(confusion, dtype=float)
-    share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    n = len(classes)
-    size = max(4.5, 0.55 * n + 2.5)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), classes, rotation=45, ha="right")
-    ax.set_yticks(range(n), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    if n <= 40:
-        for i in range(n):
-            for j in range(n):
-                if matrix[i, j]:
-                    ax.text(
-                        j,
-                        i,
-                        f"{int(matrix[i, j])}",
-                        ha="center",
-                        va="center",
-                        fontsize=8,
-                        color="white" if share[i, j] > 0.5 else "black",
-                    )
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
-    fig.tight_layout()
-    with atomic_path(path) as temp, open(temp, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------- splits
-def outer_splits(
-    labels: np.ndarray, folds: np.ndarray, config: TrainConfig
-) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """``(name, train indices, test indices)`` for every outer split."""
-    if config.use_folds and len(folds) and (folds >= 0).all() and len(set(folds.tolist())) >= 2:
-        return [
-            (f"fold{f}", np.flatnonzero(folds != f), np.flatnonzero(folds == f))
-            for f in sorted(set(folds.tolist()))
-        ]
-    from sklearn.model_selection import StratifiedKFold
-
-    smallest = min(Counter(labels.tolist()).values())
-    k = min(config.k_folds, smallest)
-    if k < 2:
-        raise ValueError("every class needs at least 2 examples for cross-validation")
-    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=config.seed)
-    return [
-        (f"split{i + 1}", train, test)
-        for i, (train, test) in enumerate(splitter.split(np.zeros(len(labels)), labels))
-    ]
-
-
-def inner_split(
-    train: np.ndarray, labels: np.ndarray, folds: np.ndarray, seed: int, use_folds: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split training indices into (fit, validation): one whole fold if there are folds,
-    else a stratified fifth."""
-    train_folds = sorted(set(folds[train].tolist()))
-    if use_folds and len(train_folds) >= 2 and (folds[train] >= 0).all():
-        val_fold = train_folds[seed % len(train_folds)]
-        return train[folds[train] != val_fold], train[folds[train] == val_fold]
-    from sklearn.model_selection import StratifiedKFold
-
-    sub = labels[train]
-    k = min(5, min(Counter(sub.tolist()).values()))
-    if k < 2:  # too few examples to hold any out: validate on the training data itself
-        return train, train
-    fit_idx, val_idx = next(
-        StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(sub)), sub)
-    )
-    return train[fit_idx], train[val_idx]
 
 
 def detector_config(config: TrainConfig) -> object:
@@ -465,104 +122,6 @@ def detection_groups(
 
 
 # ---------------------------------------------------------------------------- data assembly
-@dataclass
-class TrainingData:
-    """Embeddings of the clips, their augmented copies and negative examples."""
-
-    x: np.ndarray
-    y: np.ndarray
-    """Class index per clip."""
-    folds: np.ndarray
-    files: list[str]
-    classes: list[str]
-    aug_x: np.ndarray | None = None
-    aug_source: np.ndarray | None = None
-    """Index of the clip each augmented row was made from."""
-    neg_x: np.ndarray | None = None
-    frames: list[np.ndarray] | None = None
-    """Framewise embeddings of every clip (for threshold calibration)."""
-    failed: list[tuple[str, str]] = field(default_factory=list)
-
-    def training_rows(self, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Embeddings and labels to fit on for these clips: the clips, their augmented copies
-        and all negatives."""
-        xs, ys = [self.x[clips]], [self.y[clips]]
-        if self.aug_x is not None and self.aug_source is not None:
-            mask = np.isin(self.aug_source, clips)
-            xs.append(self.aug_x[mask])
-            ys.append(self.y[self.aug_source[mask]])
-        if self.neg_x is not None and len(self.neg_x):
-            xs.append(self.neg_x)
-            ys.append(np.full(len(self.neg_x), -1, dtype=np.int64))
-        return np.concatenate(xs), np.concatenate(ys)
-
-
-def background_files(folder: str | Path) -> list[Path]:
-    """Audio files under ``folder`` (recursively), sorted."""
-    from earmark.inputs import AUDIO_EXTENSIONS
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"background folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
-    if not files:
-        raise ValueError(f"background folder {folder} holds no audio files")
-    return files
-
-
-class Augmenter:
-    """Random, seeded signal transforms: white noise, gain, circular time shift, background mix.
-
-    Each call with a given ``(copy, clip)`` draws from its own generator, so an augmented copy
-    is the same whatever else is augmented (and can be cached).
-    """
-
-    def __init__(self, kinds: Sequence[str], seed: int, backgrounds: Sequence[np.ndarray] = ()):
-        self.kinds = tuple(kinds)
-        self.seed = seed
-        self.backgrounds = list(backgrounds)
-
-    def variant(self, copy: int) -> str:
-        """Cache key of copy number ``copy``."""
-        return f"aug1:{','.join(self.kinds)}:{self.seed}:{copy}:{len(self.backgrounds)}"
-
-    def __call__(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """An augmented copy of a 32 kHz signal."""
-        x = audio.astype(np.float64)
-        level = math.sqrt(float(np.mean(x * x))) or 1e-4
-        if "shift" in self.kinds:
-            x = np.roll(x, int(rng.integers(-len(x) // 2, len(x) // 2 + 1)))
-        if "background" in self.kinds and self.backgrounds:
-            bg = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
-            start = int(rng.integers(0, max(1, len(bg) - len(x))))
-            seg = np.resize(bg[start : start + len(x)], len(x)).astype(np.float64)
-            bg_level = math.sqrt(float(np.mean(seg * seg))) or 1e-4
-            snr = rng.uniform(0.0, 20.0)
-            x = x + seg * (level / bg_level) * 10 ** (-snr / 20)
-        if "noise" in self.kinds:
-            snr = rng.uniform(10.0, 40.0)
-            x = x + rng.standard_normal(len(x)) * level * 10 ** (-snr / 20)
-        if "gain" in self.kinds:
-            x = x * 10 ** (rng.uniform(-12.0, 6.0) / 20)
-        peak = float(np.max(np.abs(x))) if len(x) else 0.0
-        if peak > 1.0:
-            x /= peak
-        return x.astype(np.float32)
-
-
-def _load_backgrounds(files: Sequence[Path]) -> list[np.ndarray]:
-    from earmark.audio import AudioError
-    from earmark.audio import load as load_audio
-
-    out = []
-    for path in files:
-        try:
-            audio = load_audio(path, SAMPLE_RATE)
-        except AudioError:
-            continue
-        if len(audio) and float(np.max(np.abs(audio))) > 0:
-            out.append(audio)
-    return out
 
 
 def negative_embeddings(
@@ -621,7 +180,7 @@ def assemble(
         raise ValueError(f"no readable clip left for class(es) {missing}")
     backgrounds: list[np.ndarray] = []
     if config.backgrounds and (config.negatives or "background" in config.augment_kinds):
-        backgrounds = _load_backgrounds(background_files(config.backgrounds))
+        backgrounds = load_backgrounds(background_files(config.backgrounds))
     if config.augment:
         kinds = [k for k in config.augment_kinds if k != "background" or backgrounds]
         augmenter = Augmenter(kinds, config.seed, backgrounds)
@@ -652,12 +211,6 @@ def assemble(
 
 
 # ---------------------------------------------------------------------------- cross-validation
-def _writer(root: Path | None, name: str):
-    if root is None:
-        return None
-    from tensorboardX import SummaryWriter
-
-    return SummaryWriter(logdir=str(root / name), flush_secs=5)
 
 
 def fit_split(
@@ -679,7 +232,7 @@ def fit_split(
     x_fit, y_fit = data.training_rows(fit_idx)
     candidates = []
     for kind in kinds:
-        writer = _writer(tensorboard, f"{tag}/{kind}-select")
+        writer = tensorboard_writer(tensorboard, f"{tag}/{kind}-select")
         result = fit_head(
             kind,
             x_fit,
@@ -696,7 +249,7 @@ def fit_split(
         candidates.append((kind, result))
     kind, chosen = max(candidates, key=lambda kr: (kr[1].val_accuracy, -kr[1].val_loss))
     x_train, y_train = data.training_rows(train)
-    writer = _writer(tensorboard, f"{tag}/{kind}-refit")
+    writer = tensorboard_writer(tensorboard, f"{tag}/{kind}-refit")
     final = fit_head(
         kind,
         x_train,
@@ -827,21 +380,6 @@ def _public(cv: dict) -> dict:
     return {k: v for k, v in cv.items() if k not in private}
 
 
-def calibration_audio(
-    audios: Sequence[np.ndarray], config: TrainConfig
-) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
-    """The clips mixed over ``config.backgrounds`` and segments of those, to calibrate the
-    detection thresholds on (:mod:`earmark.calibration`); ``None`` without backgrounds."""
-    from earmark.calibration import background_segments, mixtures
-
-    if not config.backgrounds:
-        return None
-    backgrounds = _load_backgrounds(background_files(config.backgrounds))
-    if not backgrounds:
-        return None
-    return mixtures(audios, backgrounds, config.seed), background_segments(backgrounds)
-
-
 def frozen_calibration_scores(
     data: TrainingData, cv: dict, backbone: Backbone, config: TrainConfig
 ) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -851,11 +389,11 @@ def frozen_calibration_scores(
     mixed)``."""
     from earmark.audio import load as load_audio
     from earmark.calibration import detection_rows
-    from earmark.embeddings import _min_length
+    from earmark.embeddings import pad_to_min_length
 
     audio = None
     if config.backgrounds:
-        clips = [_min_length(load_audio(f, SAMPLE_RATE)) for f in data.files]
+        clips = [pad_to_min_length(load_audio(f, SAMPLE_RATE)) for f in data.files]
         audio = calibration_audio(clips, config)
     if audio is None:
         if data.frames is None:
@@ -874,18 +412,6 @@ def frozen_calibration_scores(
             rows.append(detection_rows(head, segment_frames))
             labels.append(np.full(len(segment_frames), -1, dtype=np.int64))
     return np.concatenate(rows), np.concatenate(labels), audio is not None
-
-
-def save_head(path: Path, head: object) -> None:
-    """Save a head's weights and shape to ``path`` (``torch.save``; loads with weights_only)."""
-    torch = _torch()
-    from earmark.outputs import atomic_path
-
-    with atomic_path(path) as temp:
-        torch.save(
-            {"format": MODEL_FORMAT, **head.describe(), "state_dict": head.state_dict()},  # type: ignore[attr-defined]
-            temp,
-        )
 
 
 @dataclass
@@ -945,7 +471,7 @@ def train(
         kind, epochs = choose_final(cv["choices"])
         t0 = time.perf_counter()
         x_all, y_all = data.training_rows(np.arange(len(data.y)))
-        writer = _writer(tb, f"head/final/{kind}")
+        writer = tensorboard_writer(tb, f"head/final/{kind}")
         final = fit_head(
             kind, x_all, y_all, len(data.classes), config, config.seed, epochs=epochs, writer=writer
         )

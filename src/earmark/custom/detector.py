@@ -32,6 +32,7 @@ import numpy as np
 
 from earmark.boundaries import BandEnvelope
 from earmark.constants import FRAME_HOP
+from earmark.custom.fitting import tensorboard_writer
 from earmark.custom.frame_head import (
     HEAD_KINDS,
     FitOptions,
@@ -192,7 +193,7 @@ def train_detector(
     for s, g in enumerate(groups):
         inner = groups[(s + 1) % len(groups)]
         train = [d for d in data if d.group not in (g, inner)]
-        writer = _writer(tensorboard, f"frame/split{s + 1}")
+        writer = tensorboard_writer(tensorboard, f"frame/split{s + 1}")
         fit = fit_frame_head(
             config.head,
             pairs(train),
@@ -257,7 +258,7 @@ def train_detector(
     for w in warnings:
         say(f"warning: {w}")
     final_epochs = max(1, int(np.median(epochs)))
-    writer = _writer(tensorboard, "frame/final")
+    writer = tensorboard_writer(tensorboard, "frame/final")
     final = fit_frame_head(
         config.head, pairs(ordered), config.fit, seed, length, epochs=final_epochs, writer=writer
     )
@@ -293,7 +294,7 @@ def train_detector(
 
 def _summarise(tensorboard: object | None, cv: dict, thresholds: dict[str, float]) -> None:
     """The expected quality as a TensorBoard text table and scalars (``frame/summary``)."""
-    writer = _writer(tensorboard, "frame/summary")
+    writer = tensorboard_writer(tensorboard, "frame/summary")
     if writer is None:
         return
     rows = ["| class | event F1 | segment F1 | threshold |", "|---|---|---|---|"]
@@ -309,14 +310,6 @@ def _summarise(tensorboard: object | None, cv: dict, thresholds: dict[str, float
 
 def _summary(q: dict) -> dict:
     return {k: q[k] for k in ("event_f1", "segment_f1", "psds1", "references", "detections")}
-
-
-def _writer(root: object | None, name: str):  # type: ignore[no-untyped-def]
-    if root is None:
-        return None
-    from tensorboardX import SummaryWriter
-
-    return SummaryWriter(logdir=str(root) + "/" + name, flush_secs=5)
 
 
 # ---------------------------------------------------------------------------- earmark train

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported when a head is trained, not when earmark starts
@@ -122,3 +123,12 @@ def load_head(path: object, build: Callable[..., torch.nn.Module]) -> tuple[torc
     head.load_state_dict(state["state_dict"])
     head.eval()
     return head, {k: v for k, v in state.items() if k != "state_dict"}
+
+
+def tensorboard_writer(root: str | Path | None, name: str):  # type: ignore[no-untyped-def]
+    """A TensorBoard writer for ``root/name`` (``None`` without a root)."""
+    if root is None:
+        return None
+    from tensorboardX import SummaryWriter
+
+    return SummaryWriter(logdir=str(Path(root) / name), flush_secs=5)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -13,6 +15,24 @@ from servers import Server, stop, wait_job
 pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
+
+
+@contextmanager
+def chromium_page(**options: object) -> Iterator:
+    """A page of Debian's Chromium driven by Playwright (headless, no network services)."""
+    if not Path(CHROMIUM).exists():
+        missing(f"{CHROMIUM} not found (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield browser.new_page(**options)
+        finally:
+            browser.close()
 
 
 def embedded_env(storage: Path, model_dir: Path, **extra: str) -> dict[str, str]:
@@ -42,72 +62,60 @@ def embedded(model_dir: Path, tmp_path_factory, artifacts: Path):
 
 
 def test_web_page_upload_timeline_and_table(embedded, fixtures_dir: Path, artifacts: Path):
-    if not Path(CHROMIUM).exists():
-        missing(f"{CHROMIUM} not found (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
     audio = fixtures_dir / "esc10_dog_1-100032-A.ogg"
     rooster = fixtures_dir / "esc10_rooster_1-26806-A.ogg"
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    with chromium_page(viewport={"width": 1200, "height": 1000}) as page:
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(embedded.url + "/")
+        page.wait_for_load_state("networkidle")
+        assert page.locator("#keybox").is_hidden()  # auth off on loopback: no key needed
+        assert "mn04_as" in page.locator("#model").inner_text()  # from GET /v1/models
+        # one "choose files" control: the file input itself is hidden behind its label
+        assert page.locator("#files").bounding_box()["width"] <= 1
+        assert page.get_by_text("choose files").count() == 1
+        page.set_input_files("#files", [str(audio), str(rooster)])
+        page.fill("#threshold", "0.3")
+        page.click("#submit")
+        page.wait_for_selector("#timeline .event-bar", timeout=90_000)
+        bars = page.locator('#timeline .event-bar[data-label="Bark"]')  # one per sound
+        assert bars.count() >= 1
+        # hovering an event names it with its times
+        bars.first.hover()
+        assert "Bark" in page.locator("#tooltip").inner_text()
+        # the table lists it and filters
+        page.fill("#filter", "bark")
+        rows = page.locator("#events tbody tr")
+        assert rows.count() >= 1
+        assert all("bark" in t.lower() for t in rows.all_inner_texts())
+        page.wait_for_timeout(500)  # let the spectrogram draw
+        page.screenshot(path=str(artifacts / "web-page.png"), full_page=True)
+        # the page's downloads come from the API
+        with page.expect_download() as info:
+            page.click('button[data-format="csv"]')
+        assert "Bark" in Path(info.value.path()).read_text()
+        with page.expect_download() as info:
+            page.click('button[data-format="audacity"]')
+        assert info.value.suggested_filename == f"{audio.name}.audacity.txt"
+        assert "\tBark" in Path(info.value.path()).read_text()
+        assert page.locator("#axis .tick").count() >= 2  # a time axis under the picture
+        # lane names sit in their own column: they never cover the first seconds
+        names = page.locator("#lane-names .lane-name")
+        assert names.count() == page.locator("#timeline .lane").count() >= 1
+        strip_left = page.locator("#scroller").bounding_box()["x"]
+        for box in (names.nth(i).bounding_box() for i in range(names.count())):
+            assert box["x"] + box["width"] <= strip_left + 1
+        # the table lists the selected file's events only
+        page.fill("#filter", "")
+        dog_rows = page.locator("#events tbody tr").all_inner_texts()
+        assert audio.name in page.locator("#count").inner_text()
+        page.select_option("#file-select", "1")
+        page.wait_for_function(
+            f"document.querySelector('#count').textContent.includes({rooster.name!r})"
         )
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 1000})
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(embedded.url + "/")
-            page.wait_for_load_state("networkidle")
-            assert page.locator("#keybox").is_hidden()  # auth off on loopback: no key needed
-            assert "mn04_as" in page.locator("#model").inner_text()  # from GET /v1/models
-            # one "choose files" control: the file input itself is hidden behind its label
-            assert page.locator("#files").bounding_box()["width"] <= 1
-            assert page.get_by_text("choose files").count() == 1
-            page.set_input_files("#files", [str(audio), str(rooster)])
-            page.fill("#threshold", "0.3")
-            page.click("#submit")
-            page.wait_for_selector("#timeline .event-bar", timeout=90_000)
-            bars = page.locator('#timeline .event-bar[data-label="Bark"]')  # one per sound
-            assert bars.count() >= 1
-            # hovering an event names it with its times
-            bars.first.hover()
-            assert "Bark" in page.locator("#tooltip").inner_text()
-            # the table lists it and filters
-            page.fill("#filter", "bark")
-            rows = page.locator("#events tbody tr")
-            assert rows.count() >= 1
-            assert all("bark" in t.lower() for t in rows.all_inner_texts())
-            page.wait_for_timeout(500)  # let the spectrogram draw
-            page.screenshot(path=str(artifacts / "web-page.png"), full_page=True)
-            # the page's downloads come from the API
-            with page.expect_download() as info:
-                page.click('button[data-format="csv"]')
-            assert "Bark" in Path(info.value.path()).read_text()
-            with page.expect_download() as info:
-                page.click('button[data-format="audacity"]')
-            assert info.value.suggested_filename == f"{audio.name}.audacity.txt"
-            assert "\tBark" in Path(info.value.path()).read_text()
-            assert page.locator("#axis .tick").count() >= 2  # a time axis under the picture
-            # lane names sit in their own column: they never cover the first seconds
-            names = page.locator("#lane-names .lane-name")
-            assert names.count() == page.locator("#timeline .lane").count() >= 1
-            strip_left = page.locator("#scroller").bounding_box()["x"]
-            for box in (names.nth(i).bounding_box() for i in range(names.count())):
-                assert box["x"] + box["width"] <= strip_left + 1
-            # the table lists the selected file's events only
-            page.fill("#filter", "")
-            dog_rows = page.locator("#events tbody tr").all_inner_texts()
-            assert audio.name in page.locator("#count").inner_text()
-            page.select_option("#file-select", "1")
-            page.wait_for_function(
-                f"document.querySelector('#count').textContent.includes({rooster.name!r})"
-            )
-            rooster_rows = page.locator("#events tbody tr").all_inner_texts()
-            assert rooster_rows and rooster_rows != dog_rows
-            assert not any("Bark" in r.split("\t")[0] for r in rooster_rows)
-        finally:
-            browser.close()
+        rooster_rows = page.locator("#events tbody tr").all_inner_texts()
+        assert rooster_rows and rooster_rows != dog_rows
+        assert not any("Bark" in r.split("\t")[0] for r in rooster_rows)
     assert not errors, errors
 
 
@@ -116,34 +124,22 @@ def test_web_page_asks_for_the_key_before_calling_the_api(
 ) -> None:
     """With keys required, the page sends no request that would be refused: it asks for the
     key first (no 401 in the browser's console)."""
-    if not Path(CHROMIUM).exists():
-        missing(f"{CHROMIUM} not found (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
     env = embedded_env(tmp_path / "store", model_dir, EARMARK_AUTH="keys")
     server = Server(env, [], artifacts / "embedded-keys.log")
     refused: list[str] = []
     console: list[str] = []
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        with chromium_page() as page:
+            page.on(
+                "response",
+                lambda r: refused.append(r.url) if r.status in (401, 403) else None,
             )
-            try:
-                page = browser.new_page()
-                page.on(
-                    "response",
-                    lambda r: refused.append(r.url) if r.status in (401, 403) else None,
-                )
-                page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
-                page.goto(server.url + "/")
-                page.wait_for_load_state("networkidle")
-                assert page.locator("#keybox").is_visible()
-                assert "API key" in page.locator("#keyhint").inner_text()
-                assert "Enter your API key" in page.locator("#jobs").inner_text()
-            finally:
-                browser.close()
+            page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+            page.goto(server.url + "/")
+            page.wait_for_load_state("networkidle")
+            assert page.locator("#keybox").is_visible()
+            assert "API key" in page.locator("#keyhint").inner_text()
+            assert "Enter your API key" in page.locator("#jobs").inner_text()
     finally:
         stop(server.proc)
     assert not refused and not console, (refused, console)
@@ -284,10 +280,6 @@ def test_web_page_detects_a_servers_custom_classes(
     import subprocess
     import sys
 
-    if not Path(CHROMIUM).exists():
-        missing(f"{CHROMIUM} not found (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
     esc10 = shared_dir / "audio" / "esc10"
     with open(esc10 / "esc10_meta.csv", newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r["esc10_class"] in ("Dog bark", "Rooster")]
@@ -314,32 +306,23 @@ def test_web_page_detects_a_servers_custom_classes(
     )
     errors: list[str] = []
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            )
-            try:
-                page = browser.new_page(viewport={"width": 1200, "height": 1000})
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                page.goto(server.url + "/")
-                page.wait_for_load_state("networkidle")
-                assert page.locator("#classes-box").is_visible()
-                option = page.locator("#classes option[value='farm']")
-                assert "Dog bark" in option.inner_text() and "Rooster" in option.inner_text()
-                page.select_option("#classes", "farm")
-                assert page.locator("#audioset-box").is_visible()
-                page.set_input_files("#files", str(fixtures_dir / "esc10_rooster_1-26806-A.ogg"))
-                page.click("#submit")
-                page.wait_for_selector("#timeline .event-bar", timeout=90_000)
-                labels = {
-                    b.get_attribute("data-label")
-                    for b in page.locator("#timeline .event-bar").all()
-                }
-                # the model's classes only (no AudioSet class), the rooster among them
-                assert "Rooster" in labels and labels <= {"Rooster", "Dog bark"}, labels
-            finally:
-                browser.close()
+        with chromium_page(viewport={"width": 1200, "height": 1000}) as page:
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(server.url + "/")
+            page.wait_for_load_state("networkidle")
+            assert page.locator("#classes-box").is_visible()
+            option = page.locator("#classes option[value='farm']")
+            assert "Dog bark" in option.inner_text() and "Rooster" in option.inner_text()
+            page.select_option("#classes", "farm")
+            assert page.locator("#audioset-box").is_visible()
+            page.set_input_files("#files", str(fixtures_dir / "esc10_rooster_1-26806-A.ogg"))
+            page.click("#submit")
+            page.wait_for_selector("#timeline .event-bar", timeout=90_000)
+            labels = {
+                b.get_attribute("data-label") for b in page.locator("#timeline .event-bar").all()
+            }
+            # the model's classes only (no AudioSet class), the rooster among them
+            assert "Rooster" in labels and labels <= {"Rooster", "Dog bark"}, labels
     finally:
         stop(server.proc)
     assert not errors, errors

@@ -76,6 +76,22 @@ def test_a_confident_general_class_beats_a_doubtful_specific_one(ontology: Ontol
     ]
 
 
+def test_two_occurrences_of_the_named_class_stay_two_events(ontology: Ontology) -> None:
+    """Siren twice, both overlapping one doubtful Ambulance (siren) event: Siren names the
+    sound, and its two occurrences are not merged into one."""
+    events = [
+        ev("Ambulance (siren)", AMBULANCE, 2.0, 7.0, 0.2),
+        ev("Siren", SIREN, 2.0, 4.0, 0.9),
+        ev("Siren", SIREN, 5.0, 7.0, 0.9),
+    ]
+    out = join_related(events, ontology)
+    assert [(e.label, e.onset, e.offset) for e in out] == [
+        ("Siren", 2.0, 4.0),
+        ("Siren", 5.0, 7.0),
+    ]
+    assert [a[0] for a in out[0].alternatives] == ["Ambulance (siren)"]
+
+
 def test_little_overlap_is_not_one_sound(ontology: Ontology) -> None:
     events = [
         ev("Siren", SIREN, 0.0, 10.0, 0.9),

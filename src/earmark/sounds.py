@@ -97,16 +97,17 @@ def join_related(
     clusters: dict[int, list[Event]] = {}
     for i in order:
         clusters.setdefault(root(i), []).append(events[i])
-    out = [_one_event(m, ontology, confident_share, span) for m in clusters.values()]
+    out = [e for m in clusters.values() for e in _one_event(m, ontology, confident_share, span)]
     return sorted(out, key=lambda e: (e.file, e.onset, e.label))
 
 
 def _one_event(
     members: list[Event], ontology: Ontology, confident_share: float, span: str
-) -> Event:
-    """The event a cluster becomes: named by its most specific confident member."""
+) -> list[Event]:
+    """The event a cluster becomes, named by its most specific confident member; other events
+    of that same class in the cluster (its earlier or later occurrences) stay events."""
     if len(members) == 1:
-        return members[0]
+        return members
     best_peak = max(m.peak for m in members)
 
     def depth(e: Event) -> int:
@@ -114,7 +115,10 @@ def _one_event(
 
     confident = [m for m in members if m.peak >= confident_share * best_peak]
     chosen = max(confident, key=lambda m: (depth(m), m.peak))
-    others = sorted((m for m in members if m is not chosen), key=lambda m: -m.peak)
+    again = [m for m in members if m is not chosen and m.label == chosen.label]
+    others = sorted(
+        (m for m in members if m is not chosen and m.label != chosen.label), key=lambda m: -m.peak
+    )
     seen = {chosen.label}
     alternatives = list(chosen.alternatives)
     for m in others:
@@ -124,10 +128,11 @@ def _one_event(
                 alternatives.append((label, mid, peak))
     alternatives.sort(key=lambda a: -a[2])
     if span == "union":
-        return dataclasses.replace(
+        joined = dataclasses.replace(
             chosen,
             onset=min(m.onset for m in members),
             offset=max(m.offset for m in members),
             alternatives=tuple(alternatives),
         )
-    return dataclasses.replace(chosen, alternatives=tuple(alternatives))
+        return [joined]
+    return [dataclasses.replace(chosen, alternatives=tuple(alternatives)), *again]

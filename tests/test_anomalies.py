@@ -16,8 +16,8 @@ import pytest
 import soundfile as sf
 from scipy.signal import butter, sosfiltfilt
 
-from earmark.anomalies import detect_anomalies, runs
 from earmark.audio import _load_native, load, probe
+from earmark.report.anomalies import detect_anomalies, runs
 from earmark.signal_stats import LevelMeter, integrated_loudness, k_weighting
 
 SIGNAL_KINDS = ("clipping", "low_level", "dc_offset", "digital_silence", "band_limited")

@@ -17,7 +17,7 @@ from earmark.audio import _load_native
 from earmark.events import Event
 from earmark.outputs import read_events
 from earmark.report import build_report, dataset_rows, timestamp
-from earmark.report_plots import MAX_PAGES, pages
+from earmark.report.plots import MAX_PAGES, pages
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
@@ -132,7 +132,7 @@ def test_reproduce_line_repeats_the_run_from_elsewhere(
 
 
 def test_unknown_sound_needs_loud_unexplained_audio(run_dir: Path) -> None:
-    from earmark.anomalies import unknown
+    from earmark.report.anomalies import unknown
 
     report = build_report(run_dir)
     scape = next(f for f in report.files if f.path.endswith("soundscape.wav"))

@@ -41,7 +41,6 @@ OVERSIZE = {
     "earmark.evaluation": 750,
     "earmark.events": 620,
     "earmark.repeats.matching": 700,
-    "earmark.report": 880,
     "earmark.service.api": 1180,
     "earmark.training": 720,
 }

@@ -79,7 +79,7 @@ TRAIN_MUSIC = 2
 def soundscapes(clips, backgrounds, n, seed, snr=(-5.0, 15.0), events=(3, 6)):
     """``n`` seeded soundscapes: ``(name, audio, events)``."""
     from earmark.audio import load
-    from earmark.soundscape import ForegroundClip, make_soundscape
+    from earmark.evaluation.soundscape import ForegroundClip, make_soundscape
 
     sounds = SHARED / "audio" / "backgrounds" / "sounds"
     bgs = [load(sounds / b, 32000) for b in backgrounds]
@@ -190,8 +190,8 @@ def detect_audioset_mapping(tagger, item):
 
 
 def evaluate(found, matrices, items, references):
-    from earmark.evaluate import PSDS1, FileScores, psds
     from earmark.evaluation import event_based_metrics, segment_based_metrics
+    from earmark.evaluation.psds import PSDS1, FileScores, psds
 
     ev = event_based_metrics(references, found, 0.2, 0.2, labels=list(CLASSES))
     seg = segment_based_metrics(
@@ -235,7 +235,7 @@ def clip_accuracy(model_dir, tagger, clips, work: Path, seed=5, trials=3):
     one mixture per clip of 48 moves the figure by 2 points per clip)."""
     from earmark.audio import load
     from earmark.custom_classes import classify, load_custom_classes
-    from earmark.soundscape import write_soundscape
+    from earmark.evaluation.soundscape import write_soundscape
 
     custom = load_custom_classes(model_dir)
     sounds = SHARED / "audio" / "backgrounds" / "sounds"

@@ -52,9 +52,9 @@ def main() -> dict:
     from earmark.custom_classes import load_custom_classes
     from earmark.datasets import load_dataset
     from earmark.evaluation import RefEvent, event_based_metrics
+    from earmark.evaluation.soundscape import ForegroundClip, make_soundscape
     from earmark.events import PostprocessOptions, scores_to_events
     from earmark.scoring import FrameScorer, ScoringOptions
-    from earmark.soundscape import ForegroundClip, make_soundscape
     from earmark.tagger import load_model
     from earmark.training import TrainConfig, train
 

@@ -1,6 +1,7 @@
 """Does preprocessing help detection on noisy soundscapes? ``python -m benchmarks.preprocessing``
 
-Soundscapes are mixed from real recordings with :func:`earmark.soundscape.make_soundscape`
+Soundscapes are mixed from real recordings with
+:func:`earmark.evaluation.soundscape.make_soundscape`
 (ESC-10, scaper and siren foregrounds of the SED benchmark's ``test`` split, at 0-10 dB SNR)
 over rain, traffic and cafe backgrounds, in two conditions: ``noisy`` (background -35..-25 dBFS
 RMS of the mix) and ``noisy-quiet`` (the same kind of mix scaled to -48..-42 dBFS RMS: a
@@ -36,9 +37,9 @@ from benchmarks.sed.soundscapes import (
 from earmark.audio import probe
 from earmark.batch import run
 from earmark.evaluation import load_label_map, load_reference
+from earmark.evaluation.soundscape import make_soundscape, rms_db, write_soundscape
 from earmark.pipeline import DetectOptions
 from earmark.preprocess import PreprocessOptions
-from earmark.soundscape import make_soundscape, rms_db, write_soundscape
 from earmark.tagger import load_model
 
 SET_DIR = DATA_DIR / "preprocessing"

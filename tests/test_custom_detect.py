@@ -21,7 +21,7 @@ from custom_fixtures import (  # noqa: F401
 
 from earmark.custom_classes import load_custom_classes
 from earmark.evaluation import RefEvent, event_based_metrics
-from earmark.soundscape import ForegroundClip, make_soundscape, write_soundscape
+from earmark.evaluation.soundscape import ForegroundClip, make_soundscape, write_soundscape
 from earmark.training import TrainConfig, train
 
 MIX_BACKGROUND = Path("audio/backgrounds/sounds/places/cafe.mp3")

@@ -37,7 +37,7 @@ from earmark.custom.mixtures import (
     group_backgrounds,
 )
 from earmark.evaluation import RefEvent, event_based_metrics
-from earmark.soundscape import ForegroundClip, make_soundscape, write_soundscape
+from earmark.evaluation.soundscape import ForegroundClip, make_soundscape, write_soundscape
 
 CLASSES = ["Chainsaw", "Dog bark", "Rooster"]
 SOUNDS = Path("audio/backgrounds/sounds")

@@ -10,22 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from earmark.evaluate import (
-    PSDS1,
-    PSDS2,
-    FileScores,
-    PsdsParams,
-    evaluate,
-    expand_label_map,
-    psds,
-    render_html,
-)
 from earmark.evaluation import (
     RefEvent,
     event_based_metrics,
     load_reference,
     segment_based_metrics,
 )
+from earmark.evaluation.psds import PSDS1, PSDS2, FileScores, PsdsParams, psds
+from earmark.evaluation.runs import evaluate, expand_label_map, render_html
 from earmark.labels import Label
 from earmark.outputs import write_events_csv, write_scores
 

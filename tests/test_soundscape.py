@@ -10,7 +10,7 @@ import pytest
 
 from earmark.audio import load
 from earmark.evaluation import load_reference
-from earmark.soundscape import (
+from earmark.evaluation.soundscape import (
     ForegroundClip,
     active_mask,
     active_span,

@@ -13,7 +13,7 @@ import pytest
 from earmark.audio import load
 from earmark.cli import EXIT_OK, EXIT_USAGE, main
 from earmark.evaluation import load_reference
-from earmark.synth import SynthError, load_foregrounds, parse_range
+from earmark.evaluation.synth import SynthError, load_foregrounds, parse_range
 
 SR = 32000
 LABELS = {"dog": "001 - Dog bark", "rooster": "009 - Rooster", "crying_baby": "004 - Baby cry"}

@@ -12,8 +12,8 @@ from earmark.audio import load
 from earmark.cli import EXIT_OK, EXIT_USAGE, main
 from earmark.config import load_options
 from earmark.evaluation import RefEvent, file_key, load_label_map, load_reference
+from earmark.evaluation.tuning import ScoredFile, TuningResult, evaluate, tune
 from earmark.tagger import Tagger, load_model
-from earmark.tuning import ScoredFile, TuningResult, evaluate, tune
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CACHED_SET = REPO_ROOT / "benchmarks" / "data" / "soundscapes"
@@ -127,8 +127,8 @@ def test_tune_command_writes_a_config_detect_accepts(
     report = json.loads(tuned.with_suffix(".json").read_text())
     assert report["n_files"] == len(files) and report["metric"] == "segment"
     # the written config reproduces the figure the report gives for it on these files
-    from earmark.tuning import evaluate as score_options
-    from earmark.tuning import load_references, load_scores_folder
+    from earmark.evaluation.tuning import evaluate as score_options
+    from earmark.evaluation.tuning import load_references, load_scores_folder
 
     scored, labels = load_scores_folder(pred)
     references, _ = load_references(reference)

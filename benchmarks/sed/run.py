@@ -19,15 +19,16 @@ the reference labels with ``earmark/data/labelmaps/esc10.yaml``.
 The summary tables (``test_table``, ``test_table_by_condition``; also rendered to
 ``benchmarks/README.md``) compare, on ``test``: ``naive``; ``earmark_defaults``
 (``PostprocessOptions()`` on local scores); ``earmark_tuned`` (local scores, per-label thresholds,
-median filter and minimum duration from :func:`earmark.tuning.tune` on ``dev``, metric
+median filter and minimum duration from :func:`earmark.evaluation.tuning.tune` on ``dev``, metric
 ``event1s``); ``official_defaults`` / ``official_tuned`` (the same on the 10 s / 1 s scores). Each
 row has event F1 micro and macro with the 0.2 s and the 1 s collar, segment F1 (1 s) micro and
-macro, and PSDS1 / PSDS2 (:func:`earmark.evaluate.psds`) of the framewise scores mapped to the
+macro, and PSDS1 / PSDS2 (:func:`earmark.evaluation.psds.psds`) of the framewise scores mapped
+to the
 reference labels (per label, the max over its AudioSet columns; the naive method's window
 scores). PSDS does not depend on post-processing, so both rows of one scoring method share it.
 
 Labels not scored in a soundscape (``ignore_labels``, background conflicts) are dropped from
-both sides for the F1 metrics. :func:`earmark.evaluate.psds` needs the same classes in every
+both sides for the F1 metrics. :func:`earmark.evaluation.psds.psds` needs the same classes in every
 file, so PSDS is assembled per label (:func:`psds_ignoring`): each label's PSD-ROC is computed
 on the files where it is scored (its FPR is per hour of those files), then the label ROCs are
 combined exactly as ``psds`` does (mean minus ``alpha_st`` times the standard deviation,
@@ -53,7 +54,6 @@ from benchmarks.common import BENCH_DIR, DATA_DIR, save_result
 from benchmarks.sed.soundscapes import DEFAULT_OUT, built_index, ignored_by_file
 from earmark.audio import load
 from earmark.boundaries import BandEnvelope, RefineOptions, refine_events
-from earmark.evaluate import PSDS1, PSDS2, FileScores, PsdsParams, psds
 from earmark.evaluation import (
     RefEvent,
     drop_labels,
@@ -64,12 +64,13 @@ from earmark.evaluation import (
     map_predictions,
     segment_based_metrics,
 )
+from earmark.evaluation.psds import PSDS1, PSDS2, FileScores, PsdsParams, psds
+from earmark.evaluation.tuning import tune as tune_per_label
 from earmark.events import Event, PostprocessOptions, scores_to_events
 from earmark.labels import Label
 from earmark.outputs import atomic_write_text
 from earmark.scoring import ScoringOptions
 from earmark.tagger import Tagger, load_model
-from earmark.tuning import tune as tune_per_label
 
 METHODS = {
     "local": ScoringOptions(),
@@ -264,7 +265,7 @@ def psds_ignoring(
 ) -> float:
     """PSDS where each label is scored only on the files that do not ignore it.
 
-    ``earmark.evaluate.psds`` needs one class list for all files, so each label's ROC comes
+    ``earmark.evaluation.psds.psds`` needs one class list for all files, so each label's ROC comes
     from its own ``psds`` call on the files that score it (reference events of ignored labels
     dropped too); the per-label ROCs are then combined as ``psds`` combines them.
     """
@@ -408,7 +409,7 @@ METHOD_DESCRIPTIONS = {
     "earmark_defaults": "what `earmark detect` does by default: local scoring,"
     " `PostprocessOptions()`, boundaries refined on the signal (`RefineOptions()`)",
     "earmark_tuned": "local scoring, per-label thresholds + median filter + minimum duration from"
-    " `earmark.tuning.tune` on dev (metric `event1s`), boundaries refined",
+    " `earmark.evaluation.tuning.tune` on dev (metric `event1s`), boundaries refined",
     "official_defaults": "clip-level scores of 10 s windows every 1 s, `PostprocessOptions()`",
     "official_tuned": "the 10 s / 1 s scores, tuned on dev like `earmark_tuned`",
 }
@@ -489,7 +490,7 @@ def render_readme(result: dict) -> str:
         " segment-based F1 on 1 s segments; micro (pooled counts) and macro (mean over the"
         " labels with reference events). PSDS1 / PSDS2 (DCASE scenarios: DTC = GTC = 0.7,"
         " no cross-triggers; DTC = GTC = 0.1, CTTC 0.3, alpha_ct 0.5; both alpha_st 1,"
-        " max eFPR 100/h) are computed by `earmark.evaluate.psds` from the framewise scores"
+        " max eFPR 100/h) are computed by `earmark.evaluation.psds.psds` from the framewise scores"
         " mapped to the labels (per label, the max over its mapped AudioSet columns; for"
         " `naive` its 0.96 s window scores), so they do not depend on post-processing: the"
         " defaults and tuned rows of one scoring method share them. `psds` wants one class"
@@ -678,7 +679,8 @@ def main() -> None:
         per_condition[cond] = row
     result["test_by_condition"] = per_condition
 
-    # summary tables: micro and macro F1 and PSDS, per-label tuning with earmark.tuning.tune
+    # summary tables: micro and macro F1 and PSDS, per-label tuning with
+    # earmark.evaluation.tuning.tune
     durations = {file_key(e["file"]): scored["local"][e["file"]][2] for e in index["soundscapes"]}
     post = {"earmark_defaults": ("local", defaults), "official_defaults": ("official", defaults)}
     result["per_label_tuning"] = {}

@@ -70,7 +70,7 @@ import numpy as np
 
 from earmark.audio import load
 from earmark.evaluation import RefEvent, load_reference
-from earmark.soundscape import ForegroundClip, make_soundscape, rms_db, write_soundscape
+from earmark.evaluation.soundscape import ForegroundClip, make_soundscape, rms_db, write_soundscape
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "data" / "soundscapes"

@@ -14,7 +14,9 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from earmark import assets, custom_classes, evaluate, repeats, report, synth, tuning
+from earmark import assets, custom_classes, repeats, report
+from earmark.evaluation import cli as evaluate
+from earmark.evaluation import synth, tuning
 from earmark.events import DEFAULT_MEDIAN_FILTER, DEFAULT_MERGE_GAP, DEFAULT_THRESHOLD, OFF_RATIO
 from earmark.inputs import printable
 from earmark.service import cli as service_cli

@@ -6,8 +6,8 @@ offsets, the way the published few-shot SED systems build their training sets:
 
 * every mixture is a stretch of one background recording with 0-``max_events`` clips added at
   random times (overlaps allowed, same-class events apart), each at an SNR drawn from
-  ``snr_db`` (measured over the clip's active frames, :mod:`earmark.soundscape`), then the
-  whole mixture at a random gain;
+  ``snr_db`` (measured over the clip's active frames, :mod:`earmark.evaluation.soundscape`),
+  then the whole mixture at a random gain;
 * the target of a clip is its active part (first to last frame within 40 dB of its loudest),
   as the soundscape builder labels it;
 * clips of *other* sounds (the user's ``--others``) are added the same way as distractors with
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from earmark.audio import SAMPLE_RATE
-from earmark.soundscape import ForegroundClip, make_soundscape
+from earmark.evaluation.soundscape import ForegroundClip, make_soundscape
 
 MIXTURE_SECONDS = 20.0
 """Length of one training mixture (62 frames of 0.32 s: room for several events and context)."""

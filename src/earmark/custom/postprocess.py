@@ -299,7 +299,7 @@ def quality(
 ) -> dict:
     """Event F1 (0.2 s collars), segment F1 (1 s) and PSDS1 of detections on ``data``, each
     recording post-processed with its own thresholds; per class and overall."""
-    from earmark.evaluate import PSDS1, FileScores, psds
+    from earmark.evaluation.psds import PSDS1, FileScores, psds
 
     labels = custom_labels(classes)
     reference = [e for d in data for e in d.events]

@@ -1,7 +1,8 @@
 """``earmark synth``: strongly labelled soundscapes mixed from your own recordings.
 
 Foreground recordings (one subfolder per label, or a CSV of ``filename,label``) are mixed into
-background recordings at random times and SNRs with :func:`earmark.soundscape.make_soundscape`.
+background recordings at random times and SNRs with
+:func:`earmark.evaluation.soundscape.make_soundscape`.
 For every soundscape the command writes ``soundscape_NNN.wav``, a DCASE TSV of its events
 (same stem) and a JAMS annotation (``.jams``, scaper namespace), and for the whole set an
 ``index.json`` with the parameters, the seed and every event with its SNR. Every file is
@@ -25,7 +26,7 @@ import numpy as np
 from earmark.outputs import atomic_write_text, write_json
 
 if TYPE_CHECKING:
-    from earmark.soundscape import ForegroundClip, SoundscapeEvent
+    from earmark.evaluation.soundscape import ForegroundClip, SoundscapeEvent
 
 # The heavier modules (audio decoding, the pipeline with torch) are imported where used, so
 # that ``earmark --help`` stays fast.
@@ -104,7 +105,7 @@ def load_foregrounds(source: str | Path, skipped: list[str] | None = None) -> li
         SynthError: the source is missing or empty, a CSV row is malformed or names a missing
             file, or a label has no readable audio.
     """
-    from earmark.soundscape import ForegroundClip
+    from earmark.evaluation.soundscape import ForegroundClip
 
     skipped = skipped if skipped is not None else []
     source = Path(source)
@@ -230,12 +231,13 @@ def synthesize(
     """Build ``n`` soundscapes into ``out_dir`` and return the index (also ``index.json``).
 
     Soundscape ``i`` draws its background uniformly from ``backgrounds`` and everything else
-    (see :func:`earmark.soundscape.make_soundscape`) from ``np.random.SeedSequence([seed, i])``.
+    (see :func:`earmark.evaluation.soundscape.make_soundscape`) from
+    ``np.random.SeedSequence([seed, i])``.
 
     Raises:
         SynthError: bad parameters. Decoding errors surface as :class:`earmark.audio.AudioError`.
     """
-    from earmark.soundscape import make_soundscape, write_soundscape
+    from earmark.evaluation.soundscape import make_soundscape, write_soundscape
 
     if n < 1:
         raise SynthError(f"--n must be >= 1, got {n}")

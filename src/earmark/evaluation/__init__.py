@@ -1,0 +1,66 @@
+"""Measuring detection quality: the ``evaluation`` wing.
+
+* :mod:`.metrics`: event- and segment-based metrics (DCASE / sed_eval definitions), reference
+  annotations (DCASE TSV, Audacity, Raven, JAMS, CSV) and label maps;
+* :mod:`.psds`: PSDS1 and PSDS2 from framewise scores;
+* :mod:`.runs` and :mod:`.cli`: ``earmark evaluate``, an output folder against references;
+* :mod:`.tuning`: ``earmark tune``, post-processing chosen on annotated recordings;
+* :mod:`.soundscape` and :mod:`.synth`: strongly labelled soundscapes mixed from real
+  recordings (``earmark synth``), to measure on.
+
+The names of :mod:`.metrics` are importable from here; they load on first use, so that the
+command line starts fast (the metrics pull in scipy).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_METRICS = (
+    "EventLike",
+    "RefEvent",
+    "drop_labels",
+    "event_based_metrics",
+    "file_key",
+    "load_jams",
+    "load_label_map",
+    "load_reference",
+    "map_predictions",
+    "segment_based_metrics",
+    "validate_label_map",
+)
+__all__ = [
+    "EventLike",
+    "RefEvent",
+    "drop_labels",
+    "event_based_metrics",
+    "file_key",
+    "load_jams",
+    "load_label_map",
+    "load_reference",
+    "map_predictions",
+    "segment_based_metrics",
+    "validate_label_map",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from earmark.evaluation.metrics import (
+        EventLike,
+        RefEvent,
+        drop_labels,
+        event_based_metrics,
+        file_key,
+        load_jams,
+        load_label_map,
+        load_reference,
+        map_predictions,
+        segment_based_metrics,
+        validate_label_map,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _METRICS:
+        return getattr(import_module("earmark.evaluation.metrics"), name)
+    raise AttributeError(f"module 'earmark.evaluation' has no attribute {name!r}")

@@ -358,6 +358,7 @@ async function loadClasses() {
   try {
     const models = await (await api("/v1/classes")).json();
     const select = $("#classes");
+    select.length = 1;  // keep "none", drop a previous listing
     for (const m of models) {
       const o = document.createElement("option");
       o.value = m.name;
@@ -366,7 +367,6 @@ async function loadClasses() {
       select.appendChild(o);
     }
     $("#classes-box").hidden = models.length === 0;
-    select.addEventListener("change", () => { $("#audioset-box").hidden = !select.value; });
   } catch (e) { /* no custom classes offered */ }
 }
 
@@ -407,6 +407,7 @@ async function init() {
     $("#keyhint").hidden = !needKey();
     if (!needKey()) { loadJobs(); loadModels(); loadClasses(); }
   });
+  $("#classes").addEventListener("change", () => { $("#audioset-box").hidden = !$("#classes").value; });
   const drop = $("#drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));

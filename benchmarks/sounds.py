@@ -49,21 +49,6 @@ RULES = {
 """Candidate rules: overlap (intersection over union, or over the shorter event) and span."""
 
 
-def overlap(kind: str):
-    """The overlap measure ``kind`` as :func:`earmark.sounds.join_related` uses it."""
-
-    def share(x: Event, y: Event) -> float:
-        inter = min(x.offset, y.offset) - max(x.onset, y.onset)
-        if inter <= 0:
-            return 0.0
-        if kind == "iou":
-            return inter / (max(x.offset, y.offset) - min(x.onset, y.onset))
-        shorter = min(x.duration, y.duration)
-        return inter / shorter if shorter > 0 else 1.0
-
-    return share
-
-
 def events_per_sound(found: list[Event], refs: list, label_map: dict) -> dict:
     """Detected events of a reference event's sound (by the label map) that overlap it."""
     counts_as: dict[str, set[str]] = {}
@@ -126,12 +111,7 @@ def main() -> None:
 
     def joined(split: str, rule: tuple[str, float, str]) -> list[Event]:
         kind, value, span = rule
-        original = sounds._overlap_share
-        sounds._overlap_share = overlap(kind)  # the candidate rule
-        try:
-            return sounds.join_related(base[split], tagger.ontology, value, span=span)
-        finally:
-            sounds._overlap_share = original
+        return sounds.join_related(base[split], tagger.ontology, value, span=span, overlap=kind)
 
     result: dict = {"every class": {s: measure(s, base[s]) for s in ("dev", "test")}}
     dev = {name: measure("dev", joined("dev", rule)) for name, rule in RULES.items()}

@@ -98,8 +98,16 @@ def test_little_overlap_is_not_one_sound(ontology: Ontology) -> None:
         ev("Emergency vehicle", EMERGENCY, 8.5, 12.0, 0.8),
     ]
     assert join_related(events, ontology) == events  # intersection over union 0.125
+    # Police car (siren) is below Siren; measured over the shorter event they overlap
+    # 1.5 / 3.5 = 0.43 (over their union 0.125): one sound at 0.4 by that measure only
+    pair = [ev("Siren", SIREN, 0.0, 10.0, 0.9), ev("Police car (siren)", POLICE, 8.5, 12.0, 0.8)]
+    assert len(join_related(pair, ontology, min_overlap=0.4)) == 2
+    (joined,) = join_related(pair, ontology, min_overlap=0.4, overlap="shorter")
+    assert joined.label == "Police car (siren)" and [x[0] for x in joined.alternatives] == ["Siren"]
     with pytest.raises(ValueError, match="min_overlap"):
         join_related(events, ontology, min_overlap=0.0)
+    with pytest.raises(ValueError, match="overlap must be"):
+        join_related(events, ontology, overlap="longer")
     with pytest.raises(ValueError, match="span"):
         join_related(events, ontology, span="longest")
 

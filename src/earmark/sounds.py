@@ -5,9 +5,10 @@ AudioSet labels a sound at several levels at once: a police siren scores high as
 Each class crossing its threshold becomes its own event, so one sound is reported three times.
 :func:`join_related` turns such a cluster into one event:
 
-* two events are of one sound when their intersection over union is at least ``min_overlap``
-  and their classes are related in the ontology: one is an ancestor of the other, or they
-  share a parent (a short sound inside a long one, a car horn during a siren, has a small
+* two events are of one sound when their intersection over union (``overlap="iou"``; or over
+  the shorter event's length, ``overlap="shorter"``) is at least ``min_overlap`` and their
+  classes are related in the ontology: one is an ancestor of the other, or they share a
+  parent (a short sound inside a long one, a car horn during a siren, has a small
   intersection over union and stays apart);
 * a cluster (linked pairs, transitively) becomes one event labelled with the most specific
   class among the confident ones (peak at least ``confident_share`` of the cluster's highest
@@ -35,7 +36,7 @@ MIN_OVERLAP = 0.3
 CONFIDENT_SHARE = 0.5
 """A member may name the sound when its peak is at least this share of the cluster's best."""
 
-__all__ = ["CONFIDENT_SHARE", "MIN_OVERLAP", "join_related", "related"]
+__all__ = ["CONFIDENT_SHARE", "MIN_OVERLAP", "OVERLAPS", "join_related", "related"]
 
 
 def related(a: str, b: str, ontology: Ontology) -> bool:
@@ -49,12 +50,19 @@ def related(a: str, b: str, ontology: Ontology) -> bool:
     return bool(set(ontology.parents(a)) & set(ontology.parents(b)))
 
 
-def _overlap_share(x: Event, y: Event) -> float:
-    """Intersection over union of two events' spans."""
+OVERLAPS = ("iou", "shorter")
+"""How the overlap of two events is measured: over their union, or over the shorter one."""
+
+
+def _overlap_share(x: Event, y: Event, overlap: str) -> float:
+    """The overlap of two events' spans, as a share of their union or of the shorter one."""
     inter = min(x.offset, y.offset) - max(x.onset, y.onset)
     if inter <= 0:
         return 0.0
-    return inter / (max(x.offset, y.offset) - min(x.onset, y.onset))
+    if overlap == "iou":
+        return inter / (max(x.offset, y.offset) - min(x.onset, y.onset))
+    shorter = min(x.duration, y.duration)
+    return inter / shorter if shorter > 0 else 1.0
 
 
 def join_related(
@@ -63,6 +71,7 @@ def join_related(
     min_overlap: float = MIN_OVERLAP,
     confident_share: float = CONFIDENT_SHARE,
     span: str = "label",
+    overlap: str = "iou",
 ) -> list[Event]:
     """Events with each cluster of one sound's related classes joined into one event (see the
     module docstring); sorted by (file, onset, label). Events of one file only are joined."""
@@ -70,6 +79,8 @@ def join_related(
         raise ValueError("min_overlap must be in (0, 1] and confident_share in [0, 1]")
     if span not in ("label", "union"):
         raise ValueError(f"span must be 'label' or 'union', got {span!r}")
+    if overlap not in OVERLAPS:
+        raise ValueError(f"overlap must be one of {OVERLAPS}, got {overlap!r}")
     order = sorted(range(len(events)), key=lambda i: (events[i].file, events[i].onset))
     parent = list(range(len(events)))
 
@@ -86,7 +97,7 @@ def join_related(
             y = events[j]
             if y.file != x.file or y.onset >= x.offset:
                 break
-            if x.mid == y.mid or _overlap_share(x, y) < min_overlap:
+            if x.mid == y.mid or _overlap_share(x, y, overlap) < min_overlap:
                 continue
             key = (x.mid, y.mid) if x.mid < y.mid else (y.mid, x.mid)
             if key not in pair_cache:

@@ -17,19 +17,6 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-_METRICS = (
-    "EventLike",
-    "RefEvent",
-    "drop_labels",
-    "event_based_metrics",
-    "file_key",
-    "load_jams",
-    "load_label_map",
-    "load_reference",
-    "map_predictions",
-    "segment_based_metrics",
-    "validate_label_map",
-)
 __all__ = [
     "EventLike",
     "RefEvent",
@@ -61,6 +48,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def __getattr__(name: str) -> Any:
-    if name in _METRICS:
+    if name in __all__:
         return getattr(import_module("earmark.evaluation.metrics"), name)
     raise AttributeError(f"module 'earmark.evaluation' has no attribute {name!r}")

@@ -298,6 +298,42 @@ def _clips_and_training(esc_clips, tagger, clip, frame, clip_seconds, frame_seco
     }
 
 
+def _evaluation_sets(tagger, esc_clips) -> tuple[dict, list]:
+    """The scored dev and test soundscapes with their reference events, and the open set."""
+    from earmark.evaluation import RefEvent
+
+    sets = {}
+    for split, fold, bgs, n, seed in (
+        ("dev", 4, DEV_BACKGROUNDS, 16, 4),
+        ("test", 5, TEST_BACKGROUNDS, 24, 5),
+    ):
+        clips = [(p, label) for p, label, f in esc_clips if label in CLASSES and f == fold]
+        scapes = soundscapes(clips, bgs, n, seed)
+        refs = [RefEvent(name, e.onset, e.offset, e.label) for name, _, evs in scapes for e in evs]
+        sets[split] = (score_all(tagger, [(name, audio) for name, audio, _ in scapes]), refs)
+    return sets, score_all(tagger, open_set_recordings(esc_clips))
+
+
+def _run_systems(systems: dict, scored: tuple[dict, list], results: dict) -> None:
+    """Every system on dev, test and the open set, into ``results["systems"]``."""
+    sets, open_set = scored
+    for system, detect in systems.items():
+        row = {}
+        for split, (items, refs) in sets.items():
+            row[split] = run_system(detect, items, refs)
+        row["false_events_open_set"] = false_per_hour(detect, open_set)
+        results.setdefault("systems", {})[system] = row
+        print(
+            system,
+            {
+                k: (v.get("event_f1"), v.get("segment_f1"))
+                for k, v in row.items()
+                if isinstance(v, dict) and "event_f1" in v
+            },
+            row["false_events_open_set"],
+        )
+
+
 def _update_clip_accuracy(esc_clips, tagger, clip, frame, clip_seconds, frame_seconds, tmp, load):
     """``--clips-only``: clip accuracy and training time re-measured, merged into the results."""
     import json
@@ -328,9 +364,14 @@ def main() -> dict:
         help="train both models, measure only clip accuracy (clean and noisy) and training time, "
         "and update those entries of the existing results",
     )
+    parser.add_argument(
+        "--filters-only",
+        action="store_true",
+        help="train only the default model with --choose-filters and add its row to the "
+        "existing results (the other rows come from the same, deterministic, code)",
+    )
     args = parser.parse_args()
     from earmark.datasets import load_dataset
-    from earmark.evaluation import RefEvent
     from earmark.tagger import load_model
 
     load = os.getloadavg()
@@ -355,6 +396,29 @@ def main() -> dict:
         subset = esc.subset(keep)
         print(f"training on {len(keep)} clips")
         common = {"negatives": True, "backgrounds": str(tmp / "bg")}
+        if args.filters_only:
+            import json
+
+            from benchmarks.common import RESULTS_DIR
+
+            chosen = train_model(
+                subset, tmp / "filters", tagger, others=str(tmp / "others"), choose_filters=True,
+                **common,
+            )[0]  # fmt: skip
+            previous = RESULTS_DIR / "custom_sed.json"
+            results = json.loads(previous.read_text()) if previous.exists() else {}
+            results["filters_load_average_at_start"] = [round(v, 2) for v in load]
+            results.pop("machine", None)
+            systems = {
+                "frame-head --choose-filters": lambda item: detect_custom_scored(
+                    tagger, chosen.model_dir, item
+                )
+            }
+            _run_systems(systems, _evaluation_sets(tagger, esc_clips), results)
+            results["filters_chosen"] = chosen.metrics["detection"]["filters"]
+            results["filters_load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+            save_result("custom_sed", results)
+            return results
         frame, frame_seconds = train_model(
             subset, tmp / "frame", tagger, others=str(tmp / "others"), **common
         )
@@ -378,18 +442,6 @@ def main() -> dict:
                     frame_audioset=evidence,
                     **common,
                 )[0].model_dir
-        sets = {}
-        for split, fold, bgs, n, seed in (
-            ("dev", 4, DEV_BACKGROUNDS, 16, 4),
-            ("test", 5, TEST_BACKGROUNDS, 24, 5),
-        ):
-            clips = [(p, label) for p, label, f in esc_clips if label in CLASSES and f == fold]
-            scapes = soundscapes(clips, bgs, n, seed)
-            refs = [
-                RefEvent(name, e.onset, e.offset, e.label) for name, _, evs in scapes for e in evs
-            ]
-            sets[split] = (score_all(tagger, [(name, audio) for name, audio, _ in scapes]), refs)
-        open_set = score_all(tagger, open_set_recordings(esc_clips))
         systems = {
             "audioset-mapping": lambda item: detect_audioset_mapping(tagger, item),
             "clip-head (before)": lambda item: detect_custom_scored(tagger, clip.model_dir, item),
@@ -401,21 +453,7 @@ def main() -> dict:
             systems[f"frame-head {name}"] = lambda item, d=model_dir: detect_custom_scored(
                 tagger, d, item
             )
-        for system, detect in systems.items():
-            row = {}
-            for split, (items, refs) in sets.items():
-                row[split] = run_system(detect, items, refs)
-            row["false_events_open_set"] = false_per_hour(detect, open_set)
-            results.setdefault("systems", {})[system] = row
-            print(
-                system,
-                {
-                    k: (v.get("event_f1"), v.get("segment_f1"))
-                    for k, v in row.items()
-                    if isinstance(v, dict) and "event_f1" in v
-                },
-                row["false_events_open_set"],
-            )
+        _run_systems(systems, _evaluation_sets(tagger, esc_clips), results)
         results.update(
             _clips_and_training(esc_clips, tagger, clip, frame, clip_seconds, frame_seconds, tmp)
         )

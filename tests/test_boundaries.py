@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from earmark.audio import SAMPLE_RATE, load
-from earmark.boundaries import BandEnvelope, RefineOptions, refine_events
+from earmark.boundaries import BandEnvelope, RefineOptions, refine_events, sorted_percentiles
 from earmark.events import Event
 
 SR = SAMPLE_RATE
@@ -175,3 +175,24 @@ def test_long_event_boundaries_are_refined_on_their_own_stretches(saw: np.ndarra
     (refined,) = refine_events([ev], BandEnvelope.of(signal))
     assert abs(refined.onset - 10.0) <= 0.1
     assert abs(refined.offset - 50.0) <= 0.1
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 300, 701])
+def test_sorted_percentiles_equal_numpy(n: int) -> None:
+    rows = np.random.default_rng(n).normal(size=(64, n)).astype(np.float32)
+    ours = sorted_percentiles(np.sort(rows, axis=1), (0.0, 20.0, 33.3, 50.0, 90.0, 100.0))
+    for q, got in zip((0.0, 20.0, 33.3, 50.0, 90.0, 100.0), ours, strict=True):
+        assert np.array_equal(got, np.percentile(rows, q, axis=1)), q
+
+
+@pytest.mark.parametrize("spill", [False, True])
+def test_envelope_frames_bands_first_is_the_transpose(
+    saw: np.ndarray, spill: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if spill:  # frames read back from the temporary file
+        monkeypatch.setattr("earmark.boundaries.SPILL_BYTES", 4096)
+    env = BandEnvelope.of(saw)
+    assert env.spilled == spill
+    assert np.array_equal(env.frames(10, 200, bands_first=True), env.frames(10, 200).T)
+    assert env.frames(10, 200, bands_first=True).flags.c_contiguous
+    assert env.frames(300, 300, bands_first=True).shape == (64, 0)

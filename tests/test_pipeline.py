@@ -403,6 +403,19 @@ def test_run_isolates_bad_files(
     manifest = json.loads((out / "manifest.json").read_text())
     statuses = {f["path"]: f["status"] for f in manifest["files"]}
     assert statuses == {r.path: r.status for r in summary.results}
+    # every file that went through has the seconds of each stage, and they add up
+    for entry in manifest["files"]:
+        if entry["status"] == "failed":
+            continue
+        stages = entry["stage_seconds"]
+        assert set(stages) == {
+            "decode", "envelope", "front_end", "network", "scoring",
+            "events", "refine", "join", "outputs",
+        }, stages  # fmt: skip
+        assert all(v >= 0 for v in stages.values())
+        assert stages["front_end"] + stages["network"] <= stages["scoring"] + 1e-3
+        serial = sum(stages[k] for k in ("scoring", "events", "refine", "join", "outputs"))
+        assert serial <= entry["processing_seconds"] + 1e-3
     expected_totals = {
         "files": 7,
         "ok": 2,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from earmark import assets
 from earmark.audio import SAMPLE_RATE, AudioError, AudioReader, prepare_waveform, probe
@@ -104,6 +105,10 @@ class FileResult:
     outputs: dict[str, str] = field(default_factory=dict)
     path_bytes: str | None = None
     """The file name's bytes (hex) when it is not UTF-8; ``path`` then shows them as ``\\xNN``."""
+    stages: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage: ``decode``, ``envelope``, ``front_end``, ``network`` (the first two
+    overlap the last two), ``scoring`` (their wall-clock time), ``custom_classes``,
+    ``events``, ``refine``, ``join`` and ``outputs`` (:func:`score_file`)."""
 
     def to_dict(self) -> dict:
         """Manifest entry (without the events themselves)."""
@@ -117,6 +122,7 @@ class FileResult:
             "warnings": self.warnings,
             "audio": self.info,
             "processing_seconds": round(self.seconds, 3),
+            "stage_seconds": {k: round(v, 3) for k, v in self.stages.items()},
             "outputs": self.outputs,
         }
 
@@ -134,6 +140,7 @@ class FileResult:
             seconds=float(entry.get("processing_seconds", 0.0)),
             outputs=dict(entry.get("outputs", {})),
             path_bytes=entry.get("path_bytes"),
+            stages=dict(entry.get("stage_seconds", {})),
         )
 
 
@@ -145,30 +152,65 @@ def score_file(
     progress: Callable[[float], None] | None = None,
     envelope: BandEnvelope | None = None,
     transform: Callable[[Iterable[np.ndarray]], Iterable[np.ndarray]] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> tuple[FrameScores, AudioReader]:
     """Framewise scores of one file, decoded and scored chunk by chunk.
 
     With ``envelope``, the band envelope used for boundary refinement is computed on the way
     (in the decoding thread, overlapping with the network). ``transform`` (e.g.
     :meth:`earmark.preprocess.FileAnalysis.wrap`) turns the decoded chunks into what the model
-    sees, also in the decoding thread.
+    sees, also in the decoding thread. ``timings`` receives the seconds of each stage:
+    ``decode`` (decoding and resampling, with ``transform``), ``envelope``, ``front_end`` and
+    ``network`` (the first two in the decoding thread, overlapping with the last two) and
+    ``scoring`` (the wall-clock time of the whole).
     """
-    with AudioReader(path, SAMPLE_RATE, CHUNK_SECONDS) as reader:
+    started = time.perf_counter()
+    produced: dict[str, float] = {}
+    with single_threaded_blas(), AudioReader(path, SAMPLE_RATE, CHUNK_SECONDS) as reader:
         decoded: Iterable[np.ndarray] = reader if transform is None else transform(reader)
         chunks = decoded if envelope is None else envelope.tap(decoded)
-        scores = tagger.scorer(scoring).score(
-            prefetched(chunks), progress, expected_seconds=reader.info.duration
+        scorer = tagger.scorer(scoring)
+        scores = scorer.score(
+            prefetched(chunks, timing=produced), progress, expected_seconds=reader.info.duration
         )
+    if timings is not None:
+        spent_on_envelope = envelope.seconds if envelope is not None else 0.0
+        timings["decode"] = produced.get("seconds", 0.0) - spent_on_envelope
+        timings["envelope"] = spent_on_envelope
+        timings.update(scorer.timings)
+        timings["scoring"] = time.perf_counter() - started
     if scores.n_frames == 0:
         raise AudioError(str(path), "no audio samples to analyse")
     return scores, reader
 
 
-def prefetched(chunks: Iterable[np.ndarray], depth: int = PREFETCH_CHUNKS) -> Iterator[np.ndarray]:
+_BLAS: ThreadpoolController | None = None
+
+
+def single_threaded_blas() -> contextlib.AbstractContextManager:
+    """numpy's and scipy's BLAS (OpenBLAS) limited to one thread for a while.
+
+    Their only matrix products here are small (band envelope, boundaries), and an OpenBLAS
+    pool left at one thread per core spins on both cores between them, against the network
+    and the decoder: on 2 cores it made a 60-minute MP3 take 15.2 s instead of 11.3 s
+    (``benchmarks/stages.py``). The controller is built once: it inspects the loaded libraries.
+    """
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
+def prefetched(
+    chunks: Iterable[np.ndarray],
+    depth: int = PREFETCH_CHUNKS,
+    timing: dict[str, float] | None = None,
+) -> Iterator[np.ndarray]:
     """Iterate ``chunks`` produced by a background thread, ``depth`` chunks ahead.
 
     Decoding (FFmpeg and soxr release the GIL) then overlaps with the network instead of
     alternating with it. An exception raised while decoding is re-raised here, in order.
+    ``timing["seconds"]`` receives the time the thread spent producing the chunks.
     """
     box: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -183,8 +225,17 @@ def prefetched(chunks: Iterable[np.ndarray], depth: int = PREFETCH_CHUNKS) -> It
         return False
 
     def produce() -> None:
+        spent = 0.0
         try:
-            for chunk in chunks:
+            iterator = iter(chunks)
+            while True:
+                started = time.perf_counter()
+                chunk = next(iterator, None)
+                spent += time.perf_counter() - started
+                if timing is not None:
+                    timing["seconds"] = spent
+                if chunk is None:
+                    break
                 if not put((chunk, None)):
                     return
             put((None, None))
@@ -348,27 +399,37 @@ def process_file(
         if options.classes:  # custom classes are scored from the framewise embeddings
             scoring = dataclasses.replace(scoring, embeddings=True, features=True)
         transform = analysis.wrap if measured else None
-        scores, reader = score_file(tagger, path, scoring, progress, envelope, transform)
+        stages = result.stages
+        scores, reader = score_file(
+            tagger, path, scoring, progress, envelope, transform, timings=stages
+        )
         if measured:
             result.info.update(analysis.manifest_entry())
         result.warnings = [_describe_error(path, w, shown) for w in reader.warnings]
         result.duration = scores.duration
         mismatch = duration_mismatch(info.duration, scores.duration)
         labels, post = tagger.labels, options.postprocess
+        clock = _StageClock(stages)
         if options.classes:  # extra classes, from the wing that provides them
             provider = class_provider()
             scores, labels = provider.apply(tagger, scores, options, path)
             post = provider.selection(options, labels)
+            clock.lap("custom_classes")
         result.events = events_from_scores(tagger, scores, post, file=shown, labels=labels)
+        clock.lap("events")
         if envelope is not None:
-            result.events = refine_events(
-                result.events, envelope, options.boundaries, scores.duration
-            )
+            with single_threaded_blas():
+                result.events = refine_events(
+                    result.events, envelope, options.boundaries, scores.duration
+                )
+            clock.lap("refine")
         result.events = one_event_per_sound(tagger, result.events, post)
+        clock.lap("join")
         if stem is not None:
             result.outputs = _write_file_outputs(
                 stem, result, scores, labels, options, analysis if measured else None
             )
+            clock.lap("outputs")
         result.status = "partial" if result.warnings else "ok"
         if mismatch:  # the whole file was analysed: worth a word, not a failure
             result.warnings.append(_describe_error(path, mismatch, shown))
@@ -379,6 +440,18 @@ def process_file(
             remove_outputs(stem)
     result.seconds = time.perf_counter() - started
     return result
+
+
+class _StageClock:
+    """Writes the seconds since the previous lap into ``stages[name]``."""
+
+    def __init__(self, stages: dict[str, float]) -> None:
+        self.stages, self.last = stages, time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.stages[name] = now - self.last
+        self.last = now
 
 
 def _write_file_outputs(

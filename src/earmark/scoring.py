@@ -23,6 +23,7 @@ See ``benchmarks/scoring_design.py`` for the measurements behind the defaults.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
@@ -169,6 +170,8 @@ class FrameScorer:
         self.front_end = front_end
         self.options = options or ScoringOptions()
         self.options.validate()
+        self.timings: dict[str, float] = {"front_end": 0.0, "network": 0.0}
+        """Seconds spent in the front end and the network by the last :meth:`score` call."""
 
     # ------------------------------------------------------------------ public API
     def score(
@@ -186,6 +189,7 @@ class FrameScorer:
             expected_seconds = len(chunks) / SAMPLE_RATE
             chunks = [chunks]
         opts = self.options
+        self.timings = {"front_end": 0.0, "network": 0.0}
         self.net.set_se_context(opts.se_context if opts.method == "local" else None)
         try:
             with torch.inference_mode():
@@ -267,11 +271,15 @@ class FrameScorer:
         if buf.finished:
             ext_end_mel = min(ext_end_mel, n_mel_total)
             j1 = min(j1, n_out_total)
+        started = time.perf_counter()
         mel = self._logmel(buf, mel_start, ext_end_mel)
+        computed = time.perf_counter()
         fmap = self.net.feature_map(mel)
         logits, emb = self.net.frame_logits(fmap, opts.pool)
         keep = slice(j0 - ext_start, j1 - ext_start)
         scores = torch.sigmoid(logits[0, keep]).numpy()
+        self.timings["front_end"] += computed - started
+        self.timings["network"] += time.perf_counter() - computed
         # samples needed by the next block start here
         next_mel = TIME_STRIDE * max(j1 - opts.margin_frames, 0)
         buf.drop_before(max(next_mel * HOP_LENGTH - N_FFT // 2 - 1, 0))
@@ -298,6 +306,7 @@ class FrameScorer:
         is that of the log-mel (51 KB per second), not of the waveform.
         """
         opts = self.options
+        started = time.perf_counter()
         buf = _SampleBuffer()
         mels: list[torch.Tensor] = []
         done_mel = 0
@@ -320,6 +329,8 @@ class FrameScorer:
                 )
             )
         mel = torch.cat(mels, dim=-1)
+        computed = time.perf_counter()
+        self.timings["front_end"] = computed - started  # with the decoding it waited for
         hop_mel = round(opts.hop * 100)
         width = min(round(opts.window * 100), n_mel_total)
         n_frames = max(1, math.ceil(n_mel_total / hop_mel))
@@ -336,6 +347,7 @@ class FrameScorer:
                 embs.append(emb.numpy())
             if progress is not None:
                 progress(min((b + len(batch)) * opts.hop, buf.total / SAMPLE_RATE))
+        self.timings["network"] = time.perf_counter() - computed
         return np.concatenate(scores), (np.concatenate(embs) if embs else None), buf.total
 
 

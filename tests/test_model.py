@@ -138,6 +138,31 @@ def test_local_scoring_is_independent_of_chunking(tagger: Tagger, golden_dir: Pa
     assert result.duration == pytest.approx(len(wave) / 32000)
 
 
+def test_local_blocks_see_the_whole_file_log_mel(tagger: Tagger, golden_dir: Path) -> None:
+    """Blocks overlap by their margins and reuse the frames the previous block computed: every
+    block's log-mel must still be the whole file's, frame for frame, at the right place."""
+    wave = golden(golden_dir, "concat4")["waveform"]
+    wave = np.concatenate([wave, wave[::-1]])[: 75 * 32000 + 1234]
+    with torch.inference_mode():
+        whole = tagger.front_end(torch.from_numpy(wave)[None])
+    opts = ScoringOptions(block_frames=32, margin_frames=8)
+    scorer = FrameScorer(tagger.net, tagger.front_end, opts)
+    seen: list[torch.Tensor] = []
+    feature_map = tagger.net.feature_map
+    try:
+        tagger.net.feature_map = lambda mel: seen.append(mel.clone()) or feature_map(mel)
+        chunks = np.split(wave, np.sort(np.random.default_rng(2).integers(0, len(wave), 9)))
+        scorer.score(iter(chunks))
+    finally:
+        del tagger.net.feature_map
+    assert len(seen) == int(np.ceil(np.ceil(len(wave) / 10240) / 32))
+    for k, mel in enumerate(seen):
+        start = 32 * max(k * 32 - 8, 0)
+        expected = whole[..., start : start + mel.shape[-1]]
+        assert mel.shape == expected.shape
+        torch.testing.assert_close(mel, expected, atol=1e-5, rtol=0)
+
+
 def test_local_scoring_has_bounded_context(tagger: Tagger, golden_dir: Path) -> None:
     wave = np.tile(golden(golden_dir, "concat4")["waveform"], 2)  # 80 s
     changed = wave.copy()

@@ -172,6 +172,8 @@ class FrameScorer:
         self.options.validate()
         self.timings: dict[str, float] = {"front_end": 0.0, "network": 0.0}
         """Seconds spent in the front end and the network by the last :meth:`score` call."""
+        self._mel_kept: tuple[int, torch.Tensor | None] = (0, None)
+        """The last block's log-mel frames and the index of the first (:meth:`_logmel`)."""
 
     # ------------------------------------------------------------------ public API
     def score(
@@ -219,6 +221,7 @@ class FrameScorer:
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, int]:
         opts = self.options
         buf = _SampleBuffer()
+        self._mel_kept = (0, None)
         capacity = math.ceil((expected_seconds or 0.0) / FRAME_HOP) + 2
         out_scores = _Rows(self.net.classifier[-1].out_features, opts.dtype, capacity)
         out_emb = _Rows(self.net.embedding_dim, "float32", capacity if opts.embeddings else 0)
@@ -287,14 +290,24 @@ class FrameScorer:
         return scores, emb[0, keep].numpy() if opts.embeddings else None, feats
 
     def _logmel(self, buf: _SampleBuffer, start: int, stop: int) -> torch.Tensor:
-        """Log-mel frames ``start .. stop`` computed in pieces (bounds the STFT's memory)."""
-        pieces = [
-            logmel_segment(
-                self.front_end, buf.data, first, min(MEL_PIECE, stop - first), buf.offset
-            )
-            for first in range(start, stop, MEL_PIECE)
+        """Log-mel frames ``start .. stop`` computed in pieces (bounds the STFT's memory).
+
+        Blocks overlap by their margins: the frames the previous call computed are reused, so
+        every frame is computed once (each is exact, as a whole-file pass computes it).
+        """
+        pieces = []
+        first = start
+        kept_start, kept = self._mel_kept
+        if kept is not None and kept_start <= start < kept_start + kept.shape[-1]:
+            pieces.append(kept[..., start - kept_start : stop - kept_start])
+            first = kept_start + kept.shape[-1]
+        pieces += [
+            logmel_segment(self.front_end, buf.data, f, min(MEL_PIECE, stop - f), buf.offset)
+            for f in range(first, stop, MEL_PIECE)
         ]
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
+        mel = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
+        self._mel_kept = (start, mel)
+        return mel
 
     # ------------------------------------------------------------------ window method
     def _score_windows(

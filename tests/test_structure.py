@@ -12,6 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "earmark"
 CORE = {
     "earmark.assets",
     "earmark.audio",
+    "earmark.backends",
     "earmark.batch",
     "earmark.boundaries",
     "earmark.config",

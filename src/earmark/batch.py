@@ -494,7 +494,7 @@ def write_config(path: Path, options: DetectOptions) -> None:
 def package_versions() -> dict[str, str]:
     """Versions of earmark and the libraries that shape its results."""
     versions = {"python": platform.python_version()}
-    for name in ("earmark", "torch", "numpy", "scipy", "av", "soxr"):
+    for name in ("earmark", "torch", "onnxruntime", "numpy", "scipy", "av", "soxr"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -544,7 +544,7 @@ def build_manifest(
         "complete": complete,
         "command": [printable(a) for a in argv] if argv is not None else None,
         "reproduce": reproduce,
-        "model": tagger.describe(),
+        "model": {**tagger.describe(), "backend": tagger.backend(options.scoring)},
         "options": options.to_dict(),
         "custom_classes": _custom_classes_entry(tagger, options),
         "frame_hop_seconds": options.scoring.frame_hop,

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from earmark import assets, custom_classes, repeats, report
+from earmark.constants import BACKENDS
 from earmark.evaluation import cli as evaluate
 from earmark.evaluation import synth, tuning
 from earmark.events import DEFAULT_MEDIAN_FILTER, DEFAULT_MERGE_GAP, DEFAULT_THRESHOLD, OFF_RATIO
@@ -200,6 +201,7 @@ def _detect_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "hop": args.hop,
         "se_context": args.se_context,
         "pool": args.pool,
+        "backend": args.backend,
         "refine": False if args.no_refine else None,
         "signal_stats": True if getattr(args, "report", False) else None,
         "denoise": args.denoise,
@@ -389,6 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
     grp.add_argument("--pool", type=int, help="local: head pooling window in 0.32 s frames")
     grp.add_argument("--window", type=float, help="window: clip length in seconds")
     grp.add_argument("--hop", type=float, help="window: hop in seconds")
+    grp.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="local: who runs the network (default auto: onnxruntime when installed, else torch)",
+    )
     grp = det.add_argument_group("events")
     grp.add_argument(
         "--threshold",

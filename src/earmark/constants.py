@@ -1,4 +1,4 @@
-"""Torch-free constants of the detection path: sample rate, frame hop, the default model.
+"""Torch-free constants of the detection path: sample rate, frame hop, default model, back ends.
 
 Every module that needs one of these imports it from here (the API image, which has no torch,
 too); :mod:`earmark.scoring` checks that the network's own frame hop equals :data:`FRAME_HOP`.
@@ -12,3 +12,5 @@ FRAME_HOP = 0.32
 """Seconds between the network's output frames: framewise scores, features and embeddings."""
 DEFAULT_MODEL = "mn04_as"
 """The model ``detect`` uses unless told otherwise."""
+BACKENDS = ("auto", "torch", "onnxruntime")
+"""Who may run the network (:mod:`earmark.backends`); ``auto`` is the default."""

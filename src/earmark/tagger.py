@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from earmark import assets
+from earmark.backends import block_runner, resolve_backend
 from earmark.features import LogMel
 from earmark.labels import Label, Ontology, load_labels
 from earmark.model import MobileNet, build_model, count_parameters, fuse_batchnorm
@@ -28,6 +29,8 @@ class Tagger:
     labels_file: assets.ResolvedAsset
     ontology_path: Path | None = None
     extra: dict = field(default_factory=dict)
+    _runners: dict = field(default_factory=dict, repr=False)
+    """Block runners by (back end, SE context, pool, threads) (:mod:`earmark.backends`)."""
 
     @cached_property
     def ontology(self) -> Ontology:
@@ -41,8 +44,23 @@ class Tagger:
         return assets.sha256_file(self.checkpoint.path)
 
     def scorer(self, options: ScoringOptions | None = None) -> FrameScorer:
-        """A framewise scorer using this model."""
-        return FrameScorer(self.net, self.front_end, options)
+        """A framewise scorer using this model (and the back end the options ask for)."""
+        options = options or ScoringOptions()
+        options.validate()
+        if options.method != "local":  # the window method runs the clip-level network
+            return FrameScorer(self.net, self.front_end, options)
+        key = (options.backend, options.se_context, options.pool, torch.get_num_threads())
+        if key not in self._runners:
+            self._runners[key] = block_runner(
+                self.net, self.checkpoint_sha256, options.se_context, options.pool, options.backend
+            )
+        runner, _name = self._runners[key]
+        return FrameScorer(self.net, self.front_end, options, runner)
+
+    def backend(self, options: ScoringOptions | None = None) -> str:
+        """The back end that runs the network for these options (``auto`` resolved)."""
+        options = options or ScoringOptions()
+        return "torch" if options.method != "local" else resolve_backend(options.backend)
 
     def frame_scores(
         self,

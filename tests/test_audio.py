@@ -309,6 +309,20 @@ def test_audio_track_of_video_files(
     assert np.corrcoef(env_y, env_x)[0, 1] > 0.95
 
 
+def test_mpeg_ts_gets_the_full_probe(tmp_path: Path, fixtures_dir: Path) -> None:
+    """MPEG-TS lists no streams in a header, so it is not opened with the quick probe."""
+    source = fixtures_dir / "esc10_rooster_1-26806-A.ogg"
+    x, sr = audio._load_native(source)
+    path = _encode(x, sr, tmp_path / "clip.ts", "aac", "mpegts", 48000, "mpeg4")
+    assert "mpegts" not in audio.HEADER_FORMATS
+    info = probe(path)
+    assert info.container == "mpegts" and info.sample_rate == 48000 and info.channels == 1
+    y, reader = _read_all(path)
+    assert reader.warnings == []
+    # the AAC encoder's priming is not trimmed in MPEG-TS (no edit list): 1024 samples longer
+    assert abs(y.size - load(source).size) <= 0.04 * SAMPLE_RATE
+
+
 def test_video_without_audio_stream(tmp_path: Path) -> None:
     path = tmp_path / "silent_film.mp4"
     with av.open(str(path), "w") as out:

@@ -202,13 +202,29 @@ def _open_error_reason(exc: BaseException, head: bytes) -> str:
     return f"cannot open the file: {detail}"
 
 
-def _open_container(path: str) -> tuple[av.container.InputContainer, av.AudioStream]:
+QUICK_PROBE_BYTES = 64 * 1024
+"""What FFmpeg may read to identify a file before decoding. Its default (5 MB) costs 17 ms per
+10 s WAV, a quarter of the time a short file takes; 64 KB costs 1 ms."""
+HEADER_FORMATS = frozenset(
+    ["wav", "w64", "aiff", "caf", "flac", "ogg", "mp3", "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"]
+)
+"""Containers whose header declares every stream: a quick probe of them is complete. Others
+(MPEG-TS, MPEG-PS, AVI, FLV, ...) may announce an audio stream late and get FFmpeg's full probe."""
+
+
+def _open_container(
+    path: str, probesize: int | None = None
+) -> tuple[av.container.InputContainer, av.AudioStream]:
     """Open ``path`` with FFmpeg and pick its audio stream; raise AudioError on failure."""
     head = _check_file(path)
     # The "file:" prefix stops FFmpeg from reading names such as "a:b.wav" as a protocol.
     url = "file:" + os.path.abspath(path)
+    options = {"probesize": str(probesize or QUICK_PROBE_BYTES)}
     try:
-        container = av.open(url, mode="r", metadata_errors="replace")
+        container = av.open(url, mode="r", metadata_errors="replace", options=options)
+        if probesize is None and not _quick_probe_complete(container):
+            container.close()
+            container = av.open(url, mode="r", metadata_errors="replace")
     except (av.error.FFmpegError, OSError) as exc:
         raise AudioError(path, _open_error_reason(exc, head)) from None
     try:
@@ -229,6 +245,18 @@ def _open_container(path: str) -> tuple[av.container.InputContainer, av.AudioStr
         container.close()
         raise
     return container, stream
+
+
+def _quick_probe_complete(container: av.container.InputContainer) -> bool:
+    """Whether a container opened with a quick probe is fully described: a header format with
+    an audio stream whose sample rate and channels are known."""
+    if container.format.name not in HEADER_FORMATS:
+        return False
+    audio = container.streams.audio
+    return bool(audio) and all(
+        (s.codec_context.sample_rate or 0) > 0 and (s.codec_context.channels or 0) > 0
+        for s in audio
+    )
 
 
 def _riff_wav_frames(path: str) -> int | None:
@@ -353,14 +381,17 @@ def _make_info(
     )
 
 
-def probe(path: str | os.PathLike[str]) -> AudioInfo:
+def probe(path: str | os.PathLike[str], quick: bool = False) -> AudioInfo:
     """Describe the audio stream of a file without decoding it.
+
+    ``quick`` lets FFmpeg read only the first :data:`QUICK_PROBE_BYTES` of any file: enough
+    for an estimate (a run's ETA). Otherwise that is done only for :data:`HEADER_FORMATS`.
 
     Raises:
         AudioError: the file is missing, unreadable, not audio, or has no audio stream.
     """
     spath = os.fspath(path)
-    container, stream = _open_container(spath)
+    container, stream = _open_container(spath, QUICK_PROBE_BYTES if quick else None)
     try:
         return _make_info(spath, container, stream)
     finally:

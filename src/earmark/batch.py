@@ -475,7 +475,7 @@ def _estimate_seconds(files: Iterable[Input]) -> float | None:
     total = 0.0
     for entry in files:
         try:
-            duration = probe(entry.path).duration
+            duration = probe(entry.path, quick=True).duration
         except AudioError:
             continue
         total += duration or 0.0

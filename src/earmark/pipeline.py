@@ -20,7 +20,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from earmark import assets
-from earmark.audio import SAMPLE_RATE, AudioError, AudioReader, prepare_waveform, probe
+from earmark.audio import SAMPLE_RATE, AudioError, AudioReader, prepare_waveform
 from earmark.boundaries import BandEnvelope, RefineOptions, refine_events
 from earmark.events import Event, PostprocessOptions, scores_to_events
 from earmark.extensions import class_provider
@@ -153,6 +153,7 @@ def score_file(
     envelope: BandEnvelope | None = None,
     transform: Callable[[Iterable[np.ndarray]], Iterable[np.ndarray]] | None = None,
     timings: dict[str, float] | None = None,
+    opened: Callable[[AudioReader], None] | None = None,
 ) -> tuple[FrameScores, AudioReader]:
     """Framewise scores of one file, decoded and scored chunk by chunk.
 
@@ -162,11 +163,15 @@ def score_file(
     sees, also in the decoding thread. ``timings`` receives the seconds of each stage:
     ``decode`` (decoding and resampling, with ``transform``), ``envelope``, ``front_end`` and
     ``network`` (the first two in the decoding thread, overlapping with the last two) and
-    ``scoring`` (the wall-clock time of the whole).
+    ``scoring`` (the wall-clock time of the whole). ``opened`` is called with the reader as
+    soon as the file is open (before anything is decoded): what it says of the file is known
+    even if decoding fails later, without opening the file twice.
     """
     started = time.perf_counter()
     produced: dict[str, float] = {}
     with single_threaded_blas(), AudioReader(path, SAMPLE_RATE, CHUNK_SECONDS) as reader:
+        if opened is not None:
+            opened(reader)
         decoded: Iterable[np.ndarray] = reader if transform is None else transform(reader)
         chunks = decoded if envelope is None else envelope.tap(decoded)
         scorer = tagger.scorer(scoring)
@@ -381,16 +386,19 @@ def process_file(
     shown = name if name is not None else printable(path)
     result = FileResult(path=shown, status="failed", path_bytes=name_bytes(path))
     try:
-        info = probe(path)
-        result.info = {
-            "container": info.container,
-            "codec": info.codec,
-            "sample_rate": info.sample_rate,
-            "channels": info.channels,
-            "declared_duration": info.duration,
-            "sample_format": info.sample_format,
-            **file_identity(path),
-        }
+
+        def describe(reader: AudioReader) -> None:
+            info = reader.info
+            result.info = {
+                "container": info.container,
+                "codec": info.codec,
+                "sample_rate": info.sample_rate,
+                "channels": info.channels,
+                "declared_duration": info.duration,
+                "sample_format": info.sample_format,
+                **file_identity(path),
+            }
+
         envelope = BandEnvelope() if options.boundaries.refine else None
         # levels for the report, and optional preprocessing (earmark.preprocess)
         measured = options.signal_stats or options.preprocess.active
@@ -401,13 +409,13 @@ def process_file(
         transform = analysis.wrap if measured else None
         stages = result.stages
         scores, reader = score_file(
-            tagger, path, scoring, progress, envelope, transform, timings=stages
+            tagger, path, scoring, progress, envelope, transform, stages, describe
         )
         if measured:
             result.info.update(analysis.manifest_entry())
         result.warnings = [_describe_error(path, w, shown) for w in reader.warnings]
         result.duration = scores.duration
-        mismatch = duration_mismatch(info.duration, scores.duration)
+        mismatch = duration_mismatch(reader.info.duration, scores.duration)
         labels, post = tagger.labels, options.postprocess
         clock = _StageClock(stages)
         if options.classes:  # extra classes, from the wing that provides them

@@ -7,9 +7,13 @@ audio (the first ``--minutes`` of the 60-minute benchmark MP3). Back ends:
 
 * ``eager``: PyTorch as ``detect`` runs it (BatchNorm folded), 1 thread;
 * ``eager-channels-last``: the same in channels-last memory format;
+* ``eager-2-threads``: the same with 2 torch threads (``detect`` gives the network 1 and the
+  decoder the other core);
+* ``torch-compile``: ``torch.compile`` (inductor; needs a C++ compiler; its compile time is
+  reported);
 * ``torchscript-frozen``: ``torch.jit.trace`` + ``freeze`` + ``optimize_for_inference``;
 * ``onnxruntime``: ONNX Runtime (``onnxruntime`` package), FP32, all graph optimisations,
-  1 intra-op thread;
+  1 intra-op thread (and ``onnxruntime-2-threads``);
 * ``onnxruntime-int8-dynamic``: weights quantised to INT8, activations at run time;
 * ``onnxruntime-int8-static``: QDQ INT8, activations calibrated on blocks of *other* audio
   (the 3-minute stretch after the measured one).
@@ -80,11 +84,11 @@ def timed(run, blocks: list[torch.Tensor]) -> tuple[float, np.ndarray]:
     return per_block, 1.0 / (1.0 + np.exp(-np.concatenate(out)))
 
 
-def onnx_session(path: Path):
+def onnx_session(path: Path, threads: int = 1):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -133,6 +137,32 @@ def main() -> dict:
         )
     runs["torchscript-frozen"] = lambda mel: traced(mel)[0][0].numpy()
 
+    def two_threads(run):
+        def wrapped(mel: torch.Tensor) -> np.ndarray:
+            torch.set_num_threads(2)
+            try:
+                return run(mel)
+            finally:
+                torch.set_num_threads(1)
+
+        return wrapped
+
+    runs["eager-2-threads"] = two_threads(eager)
+    try:
+        started = time.perf_counter()
+        compiled = torch.compile(module, dynamic=False)
+        with torch.inference_mode():
+            compiled(blocks[0])
+        result["torch_compile_seconds"] = round(time.perf_counter() - started, 1)
+
+        def compiled_run(mel: torch.Tensor) -> np.ndarray:
+            with torch.inference_mode():
+                return compiled(mel)[0][0].numpy()
+
+        runs["torch-compile"] = compiled_run
+    except Exception as exc:  # no compiler, or inductor unsupported here
+        result["torch_compile"] = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
+
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         try:
@@ -152,6 +182,7 @@ def main() -> dict:
             )
             result["onnxruntime"] = ort.__version__
             runs["onnxruntime"] = onnx_session(fp32)
+            runs["onnxruntime-2-threads"] = onnx_session(fp32, threads=2)
             prepared = tmp / "block-prep.onnx"
             quant_pre_process(str(fp32), str(prepared))
             dynamic = tmp / "block-int8-dynamic.onnx"

@@ -502,3 +502,26 @@ def test_prefetched_stops_its_thread_when_the_consumer_stops() -> None:
     next(stream)
     stream.close()  # consumer gives up early: the producer must not block forever
     assert threading.active_count() == before
+
+
+def test_blas_runs_on_one_thread_while_a_file_is_scored(tagger: Tagger, fixtures_dir: Path):
+    """numpy's BLAS threads spinning beside the network and the decoder cost a third of the
+    run time on 2 cores (docs/speed.md): they are limited to one while scoring, then restored."""
+    from threadpoolctl import threadpool_info
+
+    from earmark.pipeline import score_file
+
+    def blas_threads() -> int:
+        return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+    before = blas_threads()
+    seen: list[int] = []
+
+    def watch(chunks):
+        for chunk in chunks:  # runs in the decoding thread
+            seen.append(blas_threads())
+            yield chunk
+
+    score_file(tagger, fixtures_dir / DOG, transform=watch)
+    assert seen and set(seen) == {1}
+    assert blas_threads() == before

@@ -6,7 +6,7 @@ frames) and the features averaged over frequency only. Two back ends run it:
 
 ``torch``        the loaded :class:`~earmark.model.MobileNet` itself (eager PyTorch);
 ``onnxruntime``  that same network exported to ONNX (time axis dynamic) and run by ONNX Runtime:
-                 1.8x faster on this CPU, framewise probabilities within 4e-6 of ``torch``
+                 1.6-1.8x faster on this CPU, probabilities within 4e-6 of ``torch``
                  (``benchmarks/backends.py``; the stored float16 scores step by 2.4e-4);
 ``auto``         ``onnxruntime`` when the ``onnxruntime`` and ``onnx`` packages import, else
                  ``torch`` (the default).

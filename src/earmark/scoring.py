@@ -76,7 +76,7 @@ class ScoringOptions:
     dtype: str = "float32"
     """Type of the kept scores: ``float16`` halves their memory on long files (2.4e-4 steps)."""
     backend: str = DEFAULT_BACKEND
-    """Who runs the network for the local method: ``torch``, ``onnxruntime`` (same graph, 1.8x
+    """Who runs the network for the local method: ``torch``, ``onnxruntime`` (same graph, 1.6x
     faster here, probabilities within 4e-6) or ``auto`` (:mod:`earmark.backends`)."""
 
     def validate(self) -> None:

@@ -18,6 +18,7 @@ import soxr
 
 from earmark import audio
 from earmark.audio import SAMPLE_RATE, AudioError, AudioReader, load, prepare_waveform, probe
+from earmark.containers import HEADER_FORMATS
 
 AUDIO_SUFFIXES = {".wav", ".ogg", ".opus", ".m4a", ".mp3", ".flac"}
 
@@ -314,7 +315,7 @@ def test_mpeg_ts_gets_the_full_probe(tmp_path: Path, fixtures_dir: Path) -> None
     source = fixtures_dir / "esc10_rooster_1-26806-A.ogg"
     x, sr = audio._load_native(source)
     path = _encode(x, sr, tmp_path / "clip.ts", "aac", "mpegts", 48000, "mpeg4")
-    assert "mpegts" not in audio.HEADER_FORMATS
+    assert "mpegts" not in HEADER_FORMATS
     info = probe(path)
     assert info.container == "mpegts" and info.sample_rate == 48000 and info.channels == 1
     y, reader = _read_all(path)

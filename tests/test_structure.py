@@ -17,6 +17,7 @@ CORE = {
     "earmark.boundaries",
     "earmark.config",
     "earmark.constants",
+    "earmark.containers",
     "earmark.events",
     "earmark.extensions",
     "earmark.features",
@@ -36,7 +37,7 @@ CORE = {
 
 OVERSIZE = {
     "earmark.assets": 900,
-    "earmark.audio": 930,
+    "earmark.audio": 650,
     "earmark.custom_classes": 1000,
     "earmark.evaluation.metrics": 750,
     "earmark.events": 620,

@@ -578,6 +578,7 @@ def cmd_embed(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``earmark train``: cross-validated custom-class head saved to MODEL_DIR."""
+    from earmark.custom.data import parse_speeds
     from earmark.datasets import DatasetError
     from earmark.embeddings import ProgressPrinter
     from earmark.tagger import load_model
@@ -609,6 +610,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             mixture_seconds=args.mixture_seconds,
             mixture_snr=_range(args.snr, float, "--snr"),
             mixture_events=_range(args.events, int, "--events"),
+            mixture_speeds=parse_speeds(args.speeds),
             background_split=args.background_split,
             others=args.others,
             labelled=tuple(args.labelled or ()),
@@ -853,6 +855,12 @@ def add_parser(subparsers: Any) -> None:
         "--events",
         default=":".join(str(v) for v in defaults.mixture_events),
         help="events per mixture, LOW:HIGH; overlaps allowed (default %(default)s)",
+    )
+    det.add_argument(
+        "--speeds",
+        default=",".join(f"{v:g}" for v in defaults.mixture_speeds),
+        help="extra copies of every clip in the mixtures played this much faster or slower, "
+        "e.g. 0.9,1.1 (pitch and length change together; default: none)",
     )
     det.add_argument(
         "--others",

@@ -93,6 +93,7 @@ def detector_config(config: TrainConfig) -> object:
             seconds=config.mixture_seconds,
             snr_db=(float(config.mixture_snr[0]), float(config.mixture_snr[1])),
             events=(int(config.mixture_events[0]), int(config.mixture_events[1])),
+            speeds=tuple(float(v) for v in config.mixture_speeds),
             background_split=config.background_split,
             seed=config.seed,
         ),

@@ -66,6 +66,8 @@ class TrainConfig:
     mixture_seconds: float = 20.0
     mixture_snr: tuple[float, float] = (-5.0, 20.0)
     mixture_events: tuple[int, int] = (0, 5)
+    mixture_speeds: tuple[float, ...] = ()
+    """Extra copies of every clip in the mixtures, played this much faster or slower."""
     background_split: str = "time"
     others: str | None = None
     """Folder of recordings of other sounds: distractors in the mixtures (none of the classes)."""
@@ -208,3 +210,13 @@ def load_backgrounds(files: Sequence[Path]) -> list[np.ndarray]:
         if len(audio) and float(np.max(np.abs(audio))) > 0:
             out.append(audio)
     return out
+
+
+def parse_speeds(text: str | None) -> tuple[float, ...]:
+    """``train --speeds 0.9,1.1`` -> ``(0.9, 1.1)``; empty -> ``()``."""
+    if not text:
+        return ()
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"--speeds must be numbers separated by commas, not {text!r}") from None

@@ -58,6 +58,9 @@ class MixtureConfig:
     background_split: str = "time"
     """How the groups' backgrounds are kept apart: ``time`` (disjoint parts of every
     recording: every split sees every kind of background) or ``recordings``."""
+    speeds: tuple[float, ...] = ()
+    """Extra copies of every target clip played this much faster or slower (pitch and length
+    change together, e.g. ``(0.9, 1.1)``), drawn as often as the clip itself."""
     seed: int = 0
 
     def validate(self) -> None:
@@ -69,6 +72,8 @@ class MixtureConfig:
         lo, hi = self.snr_db
         if not -30.0 <= lo <= hi <= 60.0:
             raise ValueError(f"SNR range must be low:high within -30..60 dB, not {lo}:{hi}")
+        if any(not 0.5 <= v <= 2.0 for v in self.speeds):
+            raise ValueError(f"clip speeds must be within 0.5..2.0, not {list(self.speeds)}")
         if not 0 <= self.events[0] <= self.events[1] <= 20 or self.events[1] < 1:
             raise ValueError(f"events per mixture must be low:high within 0..20, not {self.events}")
 
@@ -169,6 +174,7 @@ def build_mixtures(
         fg = [ForegroundClip(Path(p), label) for p, label, grp in clips if grp == g]
         if not fg:
             raise ValueError(f"cross-validation group {g + 1} holds no clip")
+        fg += [_at_speed(c, v, cache) for c in fg for v in config.speeds]
         distractors = [ForegroundClip(Path(p), OTHER_LABEL) for p in other_shares[g]]
         for k in range(per_group[g]):
             rng = np.random.default_rng([config.seed, g, k])
@@ -212,6 +218,7 @@ def build_mixtures(
         "snr_db": list(config.snr_db),
         "events_per_mixture": list(config.events),
         "gain_db": list(config.gain_db),
+        "clip_speeds": list(config.speeds),
         "backgrounds_kept_apart_by": bg_split,
         "others_kept_apart_by": others_split,
         "target_events": sum(len(m.events) for m in out),
@@ -219,6 +226,22 @@ def build_mixtures(
         "seed": config.seed,
     }
     return out, description
+
+
+def _at_speed(clip: ForegroundClip, speed: float, cache: dict[Path, np.ndarray]) -> ForegroundClip:
+    """The clip played ``speed`` times faster (resampled), kept in ``cache`` under a name of
+    its own so the soundscape builder draws it like any clip."""
+    import soxr
+
+    from earmark.audio import load
+
+    key = Path(f"{clip.path}@speed{speed:g}")
+    if key not in cache:
+        if clip.path not in cache:
+            cache[clip.path] = np.asarray(load(clip.path, SAMPLE_RATE), dtype=np.float64)
+        rate = round(SAMPLE_RATE / speed)
+        cache[key] = soxr.resample(cache[clip.path], SAMPLE_RATE, rate).astype(np.float64)
+    return ForegroundClip(key, clip.label)
 
 
 def frame_targets(

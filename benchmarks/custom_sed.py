@@ -29,7 +29,7 @@ half of the speech prompts, and soundscapes of the four other ESC-10 classes' fo
 clip accuracy (``classify``) on fold-5 clips clean and mixed over test backgrounds at 0-10 dB,
 and the training time. Writes ``benchmarks/results/custom_sed.json``.
 
-    python -m benchmarks.custom_sed [--variants]
+    python -m benchmarks.custom_sed [--variants] [--only default|choose-filters|speeds]
 """
 
 from __future__ import annotations
@@ -391,8 +391,9 @@ def main() -> dict:
     )
     parser.add_argument(
         "--only",
-        choices=("default", "choose-filters"),
-        help="train only this frame-head model (the default, or with --choose-filters) and "
+        choices=("default", "choose-filters", "speeds"),
+        help="train only this frame-head model (the default, with --choose-filters, or with "
+        "--speeds 0.9,1.1) and "
         "replace or add its row in the existing results (the other rows come from the same, "
         "deterministic, code)",
     )
@@ -428,14 +429,19 @@ def main() -> dict:
             from benchmarks.common import RESULTS_DIR
 
             filters = args.only == "choose-filters"
+            speeds = (0.9, 1.1) if args.only == "speeds" else ()
             chosen = train_model(
                 subset, tmp / args.only, tagger, others=str(tmp / "others"),
-                choose_filters=filters, **common,
+                choose_filters=filters, mixture_speeds=speeds, **common,
             )[0]  # fmt: skip
             previous = RESULTS_DIR / "custom_sed.json"
             results = json.loads(previous.read_text()) if previous.exists() else {}
             results.pop("machine", None)
-            system = "frame-head --choose-filters" if filters else "frame-head (new default)"
+            system = {
+                "default": "frame-head (new default)",
+                "choose-filters": "frame-head --choose-filters",
+                "speeds": "frame-head --speeds 0.9,1.1",
+            }[args.only]
             systems = {system: lambda item: detect_custom_scored(tagger, chosen.model_dir, item)}
             _run_systems(systems, _evaluation_sets(tagger, esc_clips), results)
             if filters:

@@ -97,6 +97,24 @@ def test_mixtures_are_seeded_and_clip_disjoint(clips, backgrounds) -> None:
     assert snr_lo <= -5.0  # the defaults reach at least -5 dB
 
 
+def test_mixtures_with_clips_at_other_speeds(clips, backgrounds) -> None:
+    config = MixtureConfig(n_mixtures=40, seconds=10.0, seed=4, speeds=(0.8, 1.25))
+    cache: dict = {}
+    mixes, info = build_mixtures(clips, backgrounds, 4, config, clip_audio=cache)
+    assert info["clip_speeds"] == [0.8, 1.25]
+    sources = [s for m in mixes for s in m.meta["sources"]]
+    assert any("@speed0.8" in s for s in sources) and any("@speed1.25" in s for s in sources)
+    group_of = {str(p): g for p, _, g in clips}
+    for m in mixes:  # a copy at another speed stays in its clip's group
+        assert {group_of[s.split("@speed")[0]] for s in m.meta["sources"]} <= {m.group}
+    path = Path(clips[0][0])
+    for speed in (0.8, 1.25):
+        copy = cache[Path(f"{path}@speed{speed:g}")]
+        assert abs(len(copy) - len(cache[path]) / speed) <= 2
+    with pytest.raises(ValueError, match="clip speeds"):
+        MixtureConfig(speeds=(3.0,)).validate()
+
+
 def test_seeded_frame_head_repeats_exactly(clips, backgrounds, tagger, tmp_path: Path) -> None:
     config = DetectorConfig(
         mixtures=MixtureConfig(n_mixtures=32, seconds=10.0),

@@ -15,6 +15,8 @@ with ``PYTHONPATH=<old checkout>/src``: the script only uses names both versions
   the manifest (decode to written events), x real time, peak RSS; and in the same run the
   official EfficientAT computation (10 s windows every 1 s, batch 1, 2 threads) on the
   60-minute file, for the ratio;
+* **BLAS threads**: the 60-minute file in process with numpy's BLAS left at its own thread
+  count, then limited to one while scoring (what ``detect`` does);
 * **short files**: a folder of ``--clips`` 10 s WAV clips (44.1 kHz stereo, cut from the same
   kind of recordings) through one ``earmark detect`` with the defaults: files per second and x
   real time with and without start-up (start-up: a one-clip run's wall time less its file's
@@ -126,6 +128,38 @@ PEAK_PROBE = (
 own memory (``getrusage`` would include the memory of this benchmark, which it was forked from)."""
 
 
+def blas_effect(path: Path) -> dict | None:
+    """The file's processing time in process, with numpy's BLAS left at its own thread count
+    and limited to one while scoring (what ``detect`` does): the cost of idle BLAS threads
+    spinning beside the network and the decoder. ``None`` for code without the limit."""
+    import contextlib
+
+    import torch
+
+    from earmark import pipeline
+    from earmark.tagger import load_model
+
+    if not hasattr(pipeline, "single_threaded_blas"):
+        return None
+    torch.set_num_threads(1)
+    tagger = load_model(threads=1)
+    tagger.scorer()  # the back end's runner is built once, outside the timings
+    limited = pipeline.single_threaded_blas
+    out = {}
+    try:
+        for name, limit in (("blas_threads_left", contextlib.nullcontext), ("one", limited)):
+            pipeline.single_threaded_blas = limit
+            started = time.perf_counter()
+            result = pipeline.process_file(tagger, path, None, pipeline.DetectOptions())
+            out[name] = {
+                "seconds": round(time.perf_counter() - started, 2),
+                "stage_seconds": {k: round(v, 2) for k, v in result.stages.items()},
+            }
+    finally:
+        pipeline.single_threaded_blas = limited
+    return out
+
+
 def run_cli(inputs: list[Path], out: Path) -> dict:
     """``earmark detect`` in a fresh process: wall time, peak RSS and what the manifest says."""
     command = [sys.executable, "-c", PEAK_PROBE, "detect", *map(str, inputs), "-o", str(out)]
@@ -186,7 +220,8 @@ def short_clips(n: int, seed: int = 1) -> Path:
         with atomic_path(folder / f"clip_{i:04d}.wav") as tmp:
             container = av.open(str(tmp), mode="w", format="wav")
             out = container.add_stream("pcm_s16le", rate=rate, layout="stereo")
-            frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="stereo")
+            # packed s16: one plane, channels interleaved
+            frame = av.AudioFrame.from_ndarray(pcm.T.reshape(1, -1), format="s16", layout="stereo")
             frame.sample_rate = rate
             for packet in out.encode(frame):
                 container.mux(packet)
@@ -248,6 +283,8 @@ def main() -> dict:
         if not args.skip_stages:
             row["stages"] = stage_table(path)
             print("stages", row["stages"], flush=True)
+            row["blas_threads"] = blas_effect(path)
+            print("BLAS threads", row["blas_threads"], flush=True)
         if not args.skip_long:
             long_path = long_recording(args.long_minutes * 60, "mp3")
             row["end_to_end"][f"{args.long_minutes:g} min"] = run_cli([long_path], tmp / "3h")
@@ -260,7 +297,12 @@ def main() -> dict:
     results = json.loads(previous.read_text()) if previous.exists() else {}
     results.pop("machine", None)
     # a partial run (--skip-...) updates only what it measured
-    results[args.label] = {**results.get(args.label, {}), **row}
+    merged = dict(results.get(args.label, {}))
+    for key, value in row.items():
+        before = merged.get(key)
+        both = isinstance(value, dict) and isinstance(before, dict)
+        merged[key] = {**before, **value} if both else value
+    results[args.label] = merged
     save_result("stages", results)
     return results
 

@@ -197,7 +197,7 @@ def single_threaded_blas() -> contextlib.AbstractContextManager:
 
     Their only matrix products here are small (band envelope, boundaries), and an OpenBLAS
     pool left at one thread per core spins on both cores between them, against the network
-    and the decoder: on 2 cores it made a 60-minute MP3 take 15.2 s instead of 11.3 s
+    and the decoder: on 2 cores a 60-minute MP3 took 11.6 s instead of 7.3 s
     (``benchmarks/stages.py``). The controller is built once: it inspects the loaded libraries.
     """
     global _BLAS

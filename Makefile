@@ -49,15 +49,17 @@ run: install  ## detect sound events in INPUT (files, folders, globs) into OUT (
 system-deps:  ## install Redis, PostgreSQL and Chromium for the service and web tests (apt-get)
 	@bash tools/system-deps.sh
 
-test: dev $(if $(filter yes,$(SYSTEM_DEPS)),system-deps)  ## set up, lint and run the test suite on real audio (EARMARK_SHARED, default ../shared)
+test: dev $(if $(filter yes,$(SYSTEM_DEPS)),system-deps)  ## set up, lint, type-check and run the test suite on real audio (EARMARK_SHARED, default ../shared)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 	EARMARK_SHARED=$${EARMARK_SHARED:-$(SHARED)} \
 	EARMARK_MODEL_DIR=$${EARMARK_MODEL_DIR:-$(SHARED)/models} \
 	$(BIN)/python -m pytest -q
 
-lint: dev
+lint: dev  ## ruff (lint and format) and mypy
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 
 bench: dev  ## speed, memory and accuracy benchmarks (JSON under benchmarks/results/)
 	EARMARK_SHARED=$${EARMARK_SHARED:-$(SHARED)} \

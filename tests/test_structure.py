@@ -37,7 +37,7 @@ CORE = {
 
 OVERSIZE = {
     "earmark.assets": 900,
-    "earmark.audio": 650,
+    "earmark.audio": 655,
     "earmark.custom_classes": 1000,
     "earmark.evaluation.metrics": 750,
     "earmark.events": 620,

@@ -25,6 +25,7 @@ import logging
 import os
 from collections.abc import Iterator
 from types import TracebackType
+from typing import cast
 
 import av
 import av.error
@@ -138,14 +139,20 @@ def _frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
     n = frame.samples
     planes = frame.planes
     channels = frame.layout.nb_channels or (len(planes) if fmt.is_planar else 1)
+    # Planes support the buffer protocol; numpy's stubs for Python < 3.12 list only concrete
+    # buffer types, hence the casts to memoryview.
     if fmt.is_planar:
-        mono = _to_float32(np.frombuffer(planes[0], dtype=dtype, count=n), packed)
+        mono = _to_float32(np.frombuffer(cast(memoryview, planes[0]), dtype=dtype, count=n), packed)
         for plane in planes[1:channels]:
-            mono += _to_float32(np.frombuffer(plane, dtype=dtype, count=n), packed)
+            mono += _to_float32(
+                np.frombuffer(cast(memoryview, plane), dtype=dtype, count=n), packed
+            )
         if channels > 1:
             mono /= np.float32(channels)
         return mono
-    samples = _to_float32(np.frombuffer(planes[0], dtype=dtype, count=n * channels), packed)
+    samples = _to_float32(
+        np.frombuffer(cast(memoryview, planes[0]), dtype=dtype, count=n * channels), packed
+    )
     if channels == 1:
         return samples
     mono = samples[0::channels].copy()
@@ -276,7 +283,7 @@ class AudioReader:
         self.warnings.append(message)
         logger.warning("%s: %s", self.path, message)
 
-    def _packets(self) -> Iterator[av.Packet]:
+    def _packets(self) -> Iterator[av.Packet[av.AudioStream]]:
         """Demuxed packets of the audio stream; read errors are recorded and skipped."""
         container, stream = self._container, self._stream
         assert container is not None
@@ -404,6 +411,7 @@ class AudioReader:
             has_pts = pts is not None and tb_den > 0
             drift = 0
             if has_pts and origin is not None:
+                assert pts is not None  # implied by has_pts
                 # round half up, in integers
                 scaled = 2 * (pts - origin) * tb_num * rate
                 expected = origin_samples + (scaled + tb_den) // (2 * tb_den)

@@ -115,7 +115,9 @@ def export_onnx(net: MobileNet, se_context: int, pool: int) -> bytes:
             torch.onnx.export(
                 graph,
                 (example,),
-                buffer,
+                # torch annotates f as a path only; the TorchScript exporter (dynamo=False)
+                # also writes to file-like objects
+                buffer,  # type: ignore[arg-type]
                 input_names=["mel"],
                 output_names=["logits", "embeddings", "features"],
                 dynamic_axes={

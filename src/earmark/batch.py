@@ -25,7 +25,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from importlib import metadata
@@ -291,6 +291,7 @@ def _in_processes(
     """
     init = (options.model, options.checkpoint, threads)
     pending = todo
+    result: FileResult | Future[FileResult]
     with ProcessPoolExecutor(jobs, initializer=_worker_init, initargs=init) as pool:
         futures = {
             pool.submit(_worker_run, os.fsencode(e.path), str(stem), options): (i, e, stem)

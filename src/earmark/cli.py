@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from earmark import assets, custom_classes, repeats, report
 from earmark.constants import BACKENDS
@@ -233,7 +233,8 @@ def cmd_detect(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return service_cli.detect_via_queue(
             args.queue, args.inputs, args.output, options, args.quiet, args.json
         )
-    progress = Progress() if args.quiet else TerminalProgress()
+    # TerminalProgress implements every method of batch.Progress without subclassing it
+    progress = Progress() if args.quiet else cast("Progress", TerminalProgress())
     try:
         summary = run(
             args.inputs,

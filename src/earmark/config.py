@@ -66,6 +66,7 @@ def normalise(data: dict[str, Any], source: str = "config") -> dict[str, Any]:
     """Turn flat or nested option dicts into the nested form of :class:`DetectOptions`."""
     top = _field_names(DetectOptions) - set(SECTIONS)
     out: dict[str, Any] = {name: {} for name in SECTIONS}
+    known: str | list[str]
     for key, value in data.items():
         key_norm = key.replace("-", "_")
         if key_norm in SECTIONS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
+from typing import cast
 
 import av
 import av.error
@@ -163,7 +164,8 @@ def open_container(
     except (av.error.FFmpegError, OSError) as exc:
         raise AudioError(path, _open_error_reason(exc, head)) from None
     try:
-        stream = container.streams.best("audio")
+        # best("audio") only ever returns an audio stream (or None)
+        stream = cast("av.AudioStream | None", container.streams.best("audio"))
         if stream is None and container.streams.audio:
             stream = container.streams.audio[0]
         if stream is None:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -362,7 +362,7 @@ def apply_custom_classes(
         scorer = FrameScorer(backbone.net, backbone.front_end, scoring)
         with AudioReader(path, SAMPLE_RATE, 10.0) as reader:  # streamed: long files are fine
             second = scorer.score(reader, expected_seconds=reader.info.duration)
-        embeddings = _fit_rows(second.embeddings, scores.n_frames)
+        embeddings = _fit_rows(cast(np.ndarray, second.embeddings), scores.n_frames)
     if custom.frame_head is None:
         probs = custom.frame_probabilities(embeddings)
     labels = combined_labels(tagger, options)
@@ -473,7 +473,7 @@ def classify(
     custom = model if isinstance(model, CustomClasses) else load_custom_classes(model)
     tagger = tagger or load_model(custom.model_name or DEFAULT_MODEL)
     backbone = custom.backbone(tagger)
-    clips, _, errors = embed_files(files, backbone, progress=progress)
+    clips, _, errors = cast(Any, embed_files(files, backbone, progress=progress))
     ok = [i for i, c in enumerate(clips) if c is not None]
     probs = custom.probabilities(np.stack([clips[i] for i in ok])) if ok else np.zeros((0, 0))
     if custom.frame_head is not None and ok:  # trained on noisy mixtures: robust to noise

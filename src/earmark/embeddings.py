@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TextIO, cast
 
 import numpy as np
 
@@ -84,7 +85,9 @@ class Backbone:
 
         audio = pad_to_min_length(audio)
         with torch.inference_mode():
-            mel = self.front_end(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)))
+            mel = cast("Callable[..., Any]", self.front_end)(
+                torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+            )
             fmap = self.net.feature_map(mel)  # type: ignore[attr-defined]
             return fmap.mean(dim=(2, 3))[0].numpy().astype(np.float32)
 
@@ -158,7 +161,7 @@ class EmbeddingCache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as temp, open(temp, "wb") as handle:
-                np.savez(handle, **entry)
+                np.savez(handle, **cast("dict[str, Any]", entry))
         except OSError:
             pass
 
@@ -204,7 +207,7 @@ class EmbeddingSet:
                     else np.zeros((0, self.embeddings.shape[1]), np.float32)
                 )
             with atomic_path(path) as temp, open(temp, "wb") as handle:
-                np.savez_compressed(handle, **arrays)
+                np.savez_compressed(handle, **cast("dict[str, Any]", arrays))
         elif suffix == ".parquet":
             try:
                 import pyarrow as pa
@@ -362,7 +365,11 @@ def embed_dataset(
     keep = [i for i, e in enumerate(errors) if e is None]
     failed = [(str(paths[i]), errors[i] or "") for i in range(len(paths)) if errors[i]]
     dim = backbone.dim
-    matrix = np.stack([clips[i] for i in keep]) if keep else np.zeros((0, dim), dtype=np.float32)
+    matrix = (
+        np.stack([cast(np.ndarray, clips[i]) for i in keep])
+        if keep
+        else np.zeros((0, dim), dtype=np.float32)
+    )
     return EmbeddingSet(
         embeddings=matrix,  # type: ignore[arg-type]
         files=[str(paths[i]) for i in keep],
@@ -396,7 +403,7 @@ class ProgressPrinter:
     ``estimating``."""
 
     def __init__(
-        self, what: str = "embedded", interval: float = 5.0, stream: object = None
+        self, what: str = "embedded", interval: float = 5.0, stream: TextIO | None = None
     ) -> None:
         import sys
 
@@ -429,8 +436,8 @@ class ProgressPrinter:
             eta_text = f"{(total - done) * (now - t0) / worked:.0f} s"
         else:
             eta_text = "estimating"
-        self.stream.write(  # type: ignore[attr-defined]
+        self.stream.write(
             f"{self.what} {done}/{total} files ({cached} from cache) | "
             f"{rate:.1f} files/s | ETA {eta_text}\n"
         )
-        self.stream.flush()  # type: ignore[attr-defined]
+        self.stream.flush()

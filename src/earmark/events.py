@@ -372,7 +372,8 @@ def _per_class(
     values = np.full(len(out_labels), float(default), dtype=np.float64)
     if not overrides:
         return values
-    pos = {}
+    pos: dict[str, int] = {}
+    i: int | None
     for i, lab in enumerate(out_labels):
         pos.setdefault(lab.mid, i)
         pos.setdefault(lab.name.lower(), i)

@@ -54,6 +54,10 @@ def n_frames(n_samples: int) -> int:
 class LogMel(torch.nn.Module):
     """The EfficientAT front end: ``(batch, samples)`` -> ``(batch, 1, 128, frames)``."""
 
+    # buffers registered in __init__
+    window: torch.Tensor
+    mel_basis: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("window", torch.hann_window(WIN_LENGTH, periodic=False), False)

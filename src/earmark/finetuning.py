@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -56,6 +57,9 @@ from earmark.custom.data import (
     load_backgrounds,
 )
 from earmark.custom.fitting import tensorboard_writer
+
+if TYPE_CHECKING:
+    import torch
 
 FINETUNE_CROP_SECONDS = 10.0
 """Longer clips are randomly cropped to this length at every fine-tuning step."""
@@ -108,20 +112,20 @@ def mixup(x: np.ndarray, y: object, alpha: float, rng: np.random.Generator) -> t
 class Finetuned:
     """A fine-tuned network and head, and the epoch whose weights they hold."""
 
-    net: object
+    net: torch.nn.Module
     head: object
     epoch: int
     val_loss: float | None = None
 
 
-def _logits(net: object, head: object, front_end: object, audios: Sequence[np.ndarray]):
+def _logits(net: object, head: object, front_end: Callable[..., Any], audios: Sequence[np.ndarray]):
     """Head logits ``(clips, classes)`` of whole clips (eval mode, no gradients)."""
     torch = torch_module()
     with torch.no_grad():
         return head(torch.from_numpy(_embed(net, front_end, audios)))  # type: ignore[operator]
 
 
-def _embed(net: object, front_end: object, audios: Sequence[np.ndarray]) -> np.ndarray:
+def _embed(net: object, front_end: Callable[..., Any], audios: Sequence[np.ndarray]) -> np.ndarray:
     """Clip embeddings of whole clips with a (fine-tuned, unfused) network, in eval mode."""
     torch = torch_module()
     rows = []
@@ -179,7 +183,8 @@ def finetune(
     )
     lengths = [len(a) for a in items]
     crop_max = int(FINETUNE_CROP_SECONDS * SAMPLE_RATE)
-    p_augment = config.augment / (config.augment + 1) if augmenter is not None else 0.0
+    augment = cast(int, config.augment)  # set whenever there is an augmenter
+    p_augment = augment / (augment + 1) if augmenter is not None else 0.0
     optimiser = torch.optim.AdamW(
         [
             {"params": list(upper.parameters()), "lr": config.finetune_lr},

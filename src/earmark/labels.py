@@ -180,8 +180,8 @@ class Ontology:
         if not isinstance(data, list) or not data:
             raise ValueError(f"{path}: expected a non-empty JSON list of ontology nodes")
         names: dict[str, str] = {}
-        children: dict[str, list[str]] = {}
-        restrictions: dict[str, list[str]] = {}
+        children: dict[str, Sequence[str]] = {}
+        restrictions: dict[str, Sequence[str]] = {}
         for i, node in enumerate(data):
             if not isinstance(node, dict) or not isinstance(node.get("id"), str):
                 raise ValueError(f"{path}: node {i} has no string 'id'")
@@ -319,6 +319,7 @@ def resolve_label_set(
         names_or_mids = [names_or_mids]
     by_mid = {lab.mid: pos for pos, lab in enumerate(labels)}
     by_name: dict[str, int] = {}
+    pos: int | None
     for pos, lab in enumerate(labels):
         by_name.setdefault(lab.name.lower(), pos)
     selected: set[int] = set()
@@ -337,6 +338,7 @@ def resolve_label_set(
         if pos is not None:
             found.add(pos)
         if ontology is not None and include_descendants and mid in ontology:
+            assert mid is not None  # the ontology's mids are strings
             found.update(by_mid[m] for m in ontology.descendants(mid) if m in by_mid)
         if not found:
             raise ValueError(

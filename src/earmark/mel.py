@@ -6,6 +6,8 @@ boundary envelope, the report's level meter and the hand-made features use them 
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 
@@ -22,7 +24,7 @@ def mel_filterbank(
     Triangles are linear in the mel domain with peak 1; the Nyquist bin gets weight 0.
     """
     n_bins = n_fft // 2
-    bin_mels = mel_scale(np.arange(n_bins) * (sample_rate / n_fft))
+    bin_mels = cast(np.ndarray, mel_scale(np.arange(n_bins) * (sample_rate / n_fft)))
     edges = np.linspace(mel_scale(f_min), mel_scale(f_max), n_mels + 2)
     left, centre, right = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (bin_mels[None, :] - left) / (centre - left)

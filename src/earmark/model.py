@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -112,7 +113,7 @@ class SqueezeExcitation(nn.Module):
         self.context: int | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fc = self.conc_se_layers[0]
+        fc = cast(_SqueezeExcitationFC, self.conc_se_layers[0])
         if self.context is None or self.context >= x.shape[-1] * 2:
             pooled = x.mean(dim=(2, 3))
             gate = torch.sigmoid(fc.fc2(F.relu(fc.fc1(pooled))))
@@ -265,17 +266,20 @@ def fuse_batchnorm(model: nn.Module) -> nn.Module:
     """
     for module in model.modules():
         if isinstance(module, ConvBNAct) and isinstance(module[1], nn.BatchNorm2d):
-            conv, bn = module[0], module[1]
+            conv, bn = cast(nn.Conv2d, module[0]), cast(nn.BatchNorm2d, module[1])
+            # ConvBNAct's BatchNorm tracks running statistics
+            assert bn.running_var is not None and bn.running_mean is not None
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
             fused = nn.Conv2d(
                 conv.in_channels,
                 conv.out_channels,
-                conv.kernel_size,
-                conv.stride,
-                conv.padding,
+                cast("tuple[int, int]", conv.kernel_size),
+                cast("tuple[int, int]", conv.stride),
+                cast("str | tuple[int, int]", conv.padding),
                 groups=conv.groups,
                 bias=True,
             )
+            assert fused.bias is not None  # built with bias=True
             with torch.no_grad():
                 fused.weight.copy_(conv.weight * scale[:, None, None, None])
                 fused.bias.copy_(bn.bias - bn.running_mean * scale)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -300,7 +301,10 @@ def detect(
     """
     tagger = model if isinstance(model, Tagger) else load_model(model or assets.DEFAULT_MODEL)
     refine_keys = {f.name for f in dataclasses.fields(RefineOptions)}
-    boundaries = RefineOptions(**{k: options.pop(k) for k in list(options) if k in refine_keys})
+    # user values of any type: RefineOptions.validate() checks them
+    boundaries = RefineOptions(
+        **cast("dict[str, Any]", {k: options.pop(k) for k in list(options) if k in refine_keys})
+    )
     boundaries.validate()
     scoring, post = split_options(options)
     envelope = BandEnvelope() if boundaries.refine else None

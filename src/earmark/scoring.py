@@ -26,6 +26,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -232,7 +233,9 @@ class FrameScorer:
         buf = _SampleBuffer()
         self._mel_kept = (0, None)
         capacity = math.ceil((expected_seconds or 0.0) / FRAME_HOP) + 2
-        out_scores = _Rows(self.net.classifier[-1].out_features, opts.dtype, capacity)
+        out_scores = _Rows(
+            cast(torch.nn.Linear, self.net.classifier[-1]).out_features, opts.dtype, capacity
+        )
         out_emb = _Rows(self.net.embedding_dim, "float32", capacity if opts.embeddings else 0)
         out_feat = _Rows(self.net.embedding_dim, "float32", capacity if opts.features else 0)
         next_frame = 0
@@ -374,7 +377,7 @@ class FrameScorer:
 
 def _stack(parts: list[np.ndarray], net: MobileNet) -> np.ndarray:
     if not parts:
-        n_classes = net.classifier[-1].out_features
+        n_classes = cast(torch.nn.Linear, net.classifier[-1]).out_features
         return np.zeros((0, n_classes), dtype=np.float32)
     return np.concatenate(parts)
 

@@ -29,6 +29,7 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import scipy.fft
@@ -285,7 +286,7 @@ class LevelMeter:
                 self._power_sum += power[first:].sum(axis=0)
                 self._n_power += n - first
             self._n_frames += n
-            self._mel.append(db(power @ self._bank).astype(np.float16))
+            self._mel.append(cast(np.ndarray, db(power @ self._bank)).astype(np.float16))
         self._spec_pending = buf[n * SPEC_HOP :]
 
     def finish(self) -> SignalStats:

@@ -41,6 +41,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -68,7 +69,10 @@ from earmark.custom.data import (
 )
 from earmark.custom.fitting import tensorboard_writer
 from earmark.datasets import Dataset
-from earmark.embeddings import Backbone, EmbeddingSet, embed_dataset, embed_files
+from earmark.embeddings import Backbone, EmbeddingSet, Transform, embed_dataset, embed_files
+
+if TYPE_CHECKING:
+    from earmark.custom.detector import DetectorConfig
 
 # ---------------------------------------------------------------------------- heads
 
@@ -79,7 +83,7 @@ from earmark.embeddings import Backbone, EmbeddingSet, embed_dataset, embed_file
 # ---------------------------------------------------------------------------- splits
 
 
-def detector_config(config: TrainConfig) -> object:
+def detector_config(config: TrainConfig) -> DetectorConfig:
     """The frame-level detector's options (:class:`earmark.custom.detector.DetectorConfig`)."""
     from earmark.custom.detector import DetectorConfig
     from earmark.custom.mixtures import MixtureConfig
@@ -194,7 +198,7 @@ def assemble(
             clips, _, errors = embed_files(
                 paths,
                 backbone,
-                transform=lambda a, rngs=rngs: augmenter(a, next(rngs)),
+                transform=cast(Transform, lambda a, rngs=rngs: augmenter(a, next(rngs))),
                 variant=augmenter.variant(copy),
                 progress=progress,
             )
@@ -248,7 +252,9 @@ def fit_split(
         if writer is not None:
             writer.close()
         candidates.append((kind, result))
-    kind, chosen = max(candidates, key=lambda kr: (kr[1].val_accuracy, -kr[1].val_loss))
+    kind, chosen = max(
+        candidates, key=lambda kr: (kr[1].val_accuracy, -cast(float, kr[1].val_loss))
+    )
     x_train, y_train = data.training_rows(train)
     writer = tensorboard_writer(tensorboard, f"{tag}/{kind}-refit")
     final = fit_head(
@@ -548,7 +554,7 @@ def train(
                 finetuned.pop("calibration_scores", None)
         else:
             say("calibrating the detection thresholds on out-of-fold clips")
-            scored = finetuned.pop("calibration_scores") if finetuned else None
+            scored: Any = finetuned.pop("calibration_scores") if finetuned else None
             if not (finetuned and finetuned["kept"]):
                 scored = frozen_calibration_scores(data, cv, backbone, config)
             calibration = calibrate_thresholds(scored[0], scored[1], data.classes, mixed=scored[2])

@@ -131,6 +131,7 @@ def _fit_head(
     yt = torch.from_numpy(class_targets(y, n_classes))
     has_val = x_val is not None and y_val is not None and len(x_val) > 0
     if has_val:
+        assert x_val is not None and y_val is not None
         xv = torch.from_numpy(np.ascontiguousarray(x_val, dtype=np.float32))
         yv = torch.from_numpy(class_targets(y_val, n_classes))
         yv_int = torch.from_numpy(np.asarray(y_val))

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -173,7 +174,7 @@ def train_detector(
     config: DetectorConfig,
     seed: int = 0,
     log: Log | None = None,
-    tensorboard: object | None = None,
+    tensorboard: str | Path | None = None,
 ) -> DetectorResult:
     """Cross-validate, choose thresholds and fit the final frame head (module docstring)."""
     say = log or (lambda _m: None)
@@ -190,6 +191,7 @@ def train_detector(
     oof_probs: dict[str, np.ndarray] = {}
     oof_thresholds: dict[str, dict[str, float]] = {}
     splits, epochs, members = [], [], []
+    g: int | dict[str, Any]
     for s, g in enumerate(groups):
         inner = groups[(s + 1) % len(groups)]
         train = [d for d in data if d.group not in (g, inner)]
@@ -229,7 +231,8 @@ def train_detector(
     thresholds, best_f1, warnings = choose_thresholds(
         [oof_probs[d.name] for d in ordered], ordered, classes
     )
-    gates, gate_report = {}, {}
+    gates: dict[str, tuple[list[int], float]] = {}
+    gate_report: dict[str, dict] = {}
     if config.audioset_gates:
         gates, gate_report = choose_gates(
             [oof_probs[d.name] for d in ordered], ordered, classes, thresholds
@@ -292,7 +295,7 @@ def train_detector(
     return DetectorResult(head, thresholds, metrics, warnings, gates, medians, shortest)
 
 
-def _summarise(tensorboard: object | None, cv: dict, thresholds: dict[str, float]) -> None:
+def _summarise(tensorboard: str | Path | None, cv: dict, thresholds: dict[str, float]) -> None:
     """The expected quality as a TensorBoard text table and scalars (``frame/summary``)."""
     writer = tensorboard_writer(tensorboard, "frame/summary")
     if writer is None:

@@ -106,7 +106,9 @@ def head_shape(head: object) -> dict:
     return {key: getattr(head, key) for key in SHAPE_KEYS}
 
 
-def load_head(path: object, build: Callable[..., torch.nn.Module]) -> tuple[torch.nn.Module, dict]:
+def load_head(
+    path: str | Path, build: Callable[..., torch.nn.Module]
+) -> tuple[torch.nn.Module, dict]:
     """A head saved with its shape (``torch.save`` of the shape, ``state_dict`` and extras),
     rebuilt by ``build(kind, dim, n_classes, hidden, dropout)``, in eval mode; and everything
     else that was saved with it."""

@@ -48,6 +48,9 @@ def head_input(features: np.ndarray, audioset: np.ndarray | None) -> np.ndarray:
 class FrameHead(nn.Module):
     """Framewise logits ``(B, T, classes)`` from input rows ``(B, T, dim)``."""
 
+    mean: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(
         self, kind: str, dim: int, n_classes: int, hidden: int = 128, dropout: float = 0.3
     ) -> None:

@@ -56,7 +56,7 @@ def detect_events(
     search meets the same score-based events many times, and refinement is the costly step.
     """
     medians, shortest = filters or ({}, {})
-    extra = {
+    extra: dict[str, Any] = {
         "median_filters": {f"custom:{c}": v for c, v in medians.items()},
         "min_durations": {f"custom:{c}": v for c, v in shortest.items()},
     }
@@ -251,7 +251,7 @@ def choose_gates(
         if pos.sum() < 10 or neg.sum() < 10:
             continue
         gap = audioset[pos].mean(axis=0) - audioset[neg].mean(axis=0)
-        top = np.argsort(-gap)[:GATE_CANDIDATES]
+        top: np.ndarray | list[int] = np.argsort(-gap)[:GATE_CANDIDATES]
         top = [int(j) for j in top if gap[j] > 0.02][:GATE_SUPPORT]
         if not top:
             continue
@@ -346,6 +346,6 @@ def quality(
     }
 
 
-def _r(value: float) -> float:
+def _r(value: float | np.floating) -> float:
     value = float(value)
     return round(value, 4) if np.isfinite(value) else float("nan")

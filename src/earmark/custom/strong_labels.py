@@ -23,8 +23,12 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from earmark.evaluation import RefEvent, load_reference
+
+if TYPE_CHECKING:
+    import numpy as np
 
 LABEL_SUFFIXES = (".Table.1.selections.txt", ".selections.txt", ".txt", ".tsv", ".csv", ".jams")
 """Label files looked for beside an audio file, in this order."""
@@ -132,6 +136,7 @@ def find_labelled_recordings(source: str | Path) -> list[LabelledRecording]:
     Raises:
         StrongLabelError: nothing found, or a label file names audio that does not exist.
     """
+    audio: Path | None
     source = Path(source).expanduser()
     if source.is_dir():
         audio_ext = _audio_extensions()
@@ -154,7 +159,8 @@ def find_labelled_recordings(source: str | Path) -> list[LabelledRecording]:
     by_file: dict[str, list[RefEvent]] = {}
     for e in events:
         by_file.setdefault(e.file, []).append(e)
-    problems, found = [], []
+    problems: list[str] = []
+    found = []
     for name, evs in by_file.items():
         audio = _resolve_audio(source, name)
         if audio is None:
@@ -215,7 +221,7 @@ def check_recordings(
 
 def load_labelled(
     sources: Sequence[str | Path], classes: Sequence[str]
-) -> list[tuple[LabelledRecording, object]]:
+) -> list[tuple[LabelledRecording, np.ndarray]]:
     """Find, decode (32 kHz mono) and check every labelled recording of ``sources``.
 
     Raises:

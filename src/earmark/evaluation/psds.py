@@ -228,6 +228,7 @@ def psds(
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for c in wanted:
         k = all_classes.index(c)
+        index: list[np.ndarray]
         index, frame, weight = [], [], []
         for key, ed, first in zip(keys, edges, offsets, strict=True):
             for e in by_file.get(key, []):

@@ -352,6 +352,7 @@ def tune(
     median, min_dur = float(base.median_filter), float(base.min_duration)
     best = score(median, min_dur, chosen)
     history: list[dict[str, Any]] = [{"step": "start", "f1": round(best, 4)}]
+    value: float | list[float]
     for n_pass in range(passes):
         improved = False
         for value in median_filters:

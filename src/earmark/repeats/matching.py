@@ -33,6 +33,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -420,13 +421,14 @@ def _cluster(
     durations = [fp.duration for fp in fps]
     # one node per side of each match; merge overlapping nodes in a file, link the two sides
     sides = []  # (file, start, end, match index)
+    i: int | dict[str, Any]
     for i, m in enumerate(matches):
         sides.append((m.file_a, m.a_start, m.a_end, i))
         sides.append((m.file_b, m.b_start, m.b_end, i))
     uf = _UnionFind(len(sides))
     for i in range(0, len(sides), 2):
         uf.union(i, i + 1)
-    by_file: dict[int, list[int]] = {}
+    by_file: dict[int, list[Any]] = {}  # of side indices; later, of occurrence infos
     for k, s in enumerate(sides):
         by_file.setdefault(s[0], []).append(k)
     node_uf = _UnionFind(len(sides))
@@ -445,7 +447,7 @@ def _cluster(
 
     segments = []
     for nodes in clusters.values():
-        info = []
+        info: list[dict[str, Any]] = []
         for ks in nodes.values():
             file = sides[ks[0]][0]
             starts = np.array([sides[k][1] for k in ks])
@@ -470,7 +472,7 @@ def _cluster(
                     "bers": [matches[sides[k][3]].ber for k in ks],
                 }
             )
-        by_file: dict[int, list[dict]] = {}
+        by_file = {}
         for i in info:
             by_file.setdefault(i["file"], []).append(i)
         edges = [_template_edges(fps, i, by_file) for i in info]

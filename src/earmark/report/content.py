@@ -97,7 +97,7 @@ class Report:
 
     def cooccurrence(self, top: int = 15) -> list[tuple[str, str, float]]:
         """Pairs of classes whose events overlap in time, with the seconds of overlap."""
-        pairs: Counter = Counter()
+        pairs: Counter[tuple[str, ...]] = Counter()
         for f in self.files:
             evs = sorted(f.events, key=lambda e: e.onset)
             for a, b in combinations(evs, 2):
@@ -105,7 +105,8 @@ class Report:
                     continue
                 overlap = min(a.offset, b.offset) - max(a.onset, b.onset)
                 if overlap > 0:
-                    pairs[tuple(sorted((a.label, b.label)))] += overlap
+                    # typeshed's Counter allows only int counts; these are seconds
+                    pairs[tuple(sorted((a.label, b.label)))] += overlap  # type: ignore[assignment]
         return [(a, b, t) for (a, b), t in pairs.most_common(top)]
 
     @property
@@ -246,8 +247,8 @@ def methodology(report: Report) -> list[tuple[str, str]]:
     post = opts.get("postprocess", {})
     bounds = opts.get("boundaries", {})
     pre = opts.get("preprocess", {}) or {}
-    formats = Counter()
-    rates = Counter()
+    formats: Counter[str] = Counter()
+    rates: Counter[str] = Counter()
     for f in report.files:
         audio = f.entry.get("audio") or {}
         if audio.get("codec"):

@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.routing import Match
+from starlette.types import Scope
 
 SWAGGER_UI = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0"
 """Swagger UI for ``/docs``: one exact version, each file checked by the browser (integrity)."""
@@ -60,7 +61,7 @@ def _strip_null(schema: Any) -> Any:
     return schema
 
 
-def allowed_methods(app: FastAPI, scope: dict) -> list[str]:
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
     """Every method some route of this path accepts."""
     methods: set[str] = set()
     for route in app.router.routes:

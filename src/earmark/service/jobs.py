@@ -26,9 +26,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import CursorResult, delete, or_, select, update
 
 from earmark.service.db import Database
 from earmark.service.models import Counter, EventRow, Job, JobFile, utcnow
@@ -103,7 +103,7 @@ def claim(db: Database, job_id: str, me: str, lease_seconds: float) -> Outcome |
             )
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount == 1:
+        if cast("CursorResult[Any]", result).rowcount == 1:
             job = session.get(Job, job_id)
             if job is not None and job.started_at is None:
                 job.started_at = now
@@ -133,7 +133,7 @@ def _renew(db: Database, job_id: str, me: str, lease_seconds: float, **file_valu
             .values(lease_until=now + dt.timedelta(seconds=lease_seconds))
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount != 1:
+        if cast("CursorResult[Any]", result).rowcount != 1:
             raise JobCancelled(job_id)
         if file_values:
             file_id = file_values.pop("file_id")
@@ -369,6 +369,7 @@ def _finite(value: float) -> float | None:
 
 def _count(session: Any, name: str, amount: float) -> None:
     """Add to a counter (an upsert: safe when workers on several machines add at once)."""
+    insert: Callable[..., Any]  # the two dialects' insert() differ only in their return type
     if session.bind.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:

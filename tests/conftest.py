@@ -8,12 +8,27 @@ where a missing data folder is a failure: CI must never go green by skipping eve
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from needs import missing
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Tests never write into the user's cache (e.g. the ONNX graph of :mod:`earmark.backends`):
+    ``EARMARK_CACHE_DIR`` points to a folder of the test session, for the CLI runs too."""
+    folder = tmp_path_factory.mktemp("earmark-cache")
+    before = os.environ.get("EARMARK_CACHE_DIR")
+    os.environ["EARMARK_CACHE_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("EARMARK_CACHE_DIR", None)
+    else:
+        os.environ["EARMARK_CACHE_DIR"] = before
 
 
 def _shared_dir() -> Path:

@@ -42,6 +42,7 @@ def embedded_env(storage: Path, model_dir: Path, **extra: str) -> dict[str, str]
     env.update(
         EARMARK_STORAGE_DIR=str(storage),
         EARMARK_MODEL_DIR=str(model_dir),
+        EARMARK_CACHE_DIR=os.environ["EARMARK_CACHE_DIR"],  # the session's (conftest)
         EARMARK_AUTH="none",
         EARMARK_WORKER_THREADS="1",
         EARMARK_LOG_LEVEL="warning",

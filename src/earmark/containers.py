@@ -139,8 +139,8 @@ def _open_error_reason(exc: BaseException, head: bytes) -> str:
 
 
 QUICK_PROBE_BYTES = 64 * 1024
-"""What FFmpeg may read to identify a file before decoding. Its default (5 MB) costs 17 ms per
-10 s WAV, a quarter of the time a short file takes; 64 KB costs 1 ms."""
+"""What FFmpeg may read to identify a file before decoding. Its default (5 MB) made opening
+most of the time a short file takes (docs/speed.md)."""
 HEADER_FORMATS = frozenset(
     ["wav", "w64", "aiff", "caf", "flac", "ogg", "mp3", "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"]
 )

@@ -42,7 +42,6 @@ OVERSIZE = {
     "earmark.evaluation.metrics": 750,
     "earmark.events": 620,
     "earmark.repeats.matching": 700,
-    "earmark.service.api": 1180,
     "earmark.training": 720,
 }
 """Modules still over 600 lines (issue 19 splits them) and the size they may not pass."""

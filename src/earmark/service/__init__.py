@@ -6,7 +6,9 @@ Alembic migrations), :mod:`~earmark.service.storage` (audio and result files),
 :mod:`~earmark.service.security` (API keys, rate limits, upload checks),
 :mod:`~earmark.service.jobs` (the job-processing function every worker runs),
 :mod:`~earmark.service.worker` (Celery app on Redis, and the embedded worker),
-:mod:`~earmark.service.api` (FastAPI app), :mod:`~earmark.service.metrics` (Prometheus) and
+:mod:`~earmark.service.api` (FastAPI app; its routes in :mod:`~earmark.service.routes`,
+shared dependencies in :mod:`~earmark.service.deps`, bodies in :mod:`~earmark.service.schemas`),
+:mod:`~earmark.service.metrics` (Prometheus) and
 :mod:`~earmark.service.cli` (``earmark serve|worker|db|keys``).
 
 The API side never imports torch; only workers load the model.

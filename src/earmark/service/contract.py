@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -61,10 +62,20 @@ def _strip_null(schema: Any) -> Any:
     return schema
 
 
+def app_routes(app: FastAPI) -> list[Any]:
+    """The app's routes, with those of its included routers: newer FastAPI keeps an included
+    router as one route, which ``fastapi.routing.iter_route_contexts`` opens; older versions
+    copied the router's routes into the app."""
+    opened = getattr(fastapi.routing, "iter_route_contexts", None)
+    if opened is None:
+        return list(app.router.routes)
+    return list(opened(app.router.routes))
+
+
 def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
     """Every method some route of this path accepts."""
     methods: set[str] = set()
-    for route in app.router.routes:
+    for route in app_routes(app):
         match, _ = route.matches({**scope, "method": "GET"})
         if match != Match.NONE:
             methods |= set(getattr(route, "methods", None) or ())

@@ -53,6 +53,10 @@ windows, scores then differ from a single pass over the whole file by at most 2e
 192/32 (567 MB), which computes fewer margins but handles larger tensors."""
 MEL_PIECE = 1024
 """Log-mel frames computed per STFT call (10.24 s): the STFT's buffers stay small."""
+LIVE_BLOCK_FRAMES = 2
+"""Output frames per block when scoring a live stream (0.64 s): how often scores come."""
+LIVE_LOOKAHEAD_FRAMES = 3
+"""Context computed after each block of a live stream (0.96 s): latency against exactness."""
 DEFAULT_WINDOW = 2.0
 DEFAULT_WINDOW_BATCH = 32
 
@@ -266,8 +270,17 @@ class FrameScorer:
         return out_scores.result(), embeddings, features, buf.total
 
     def _next_local_block(
-        self, buf: _SampleBuffer, j0: int
+        self,
+        buf: _SampleBuffer,
+        j0: int,
+        block_frames: int | None = None,
+        lookahead_frames: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None:
+        """Frames ``j0 ..`` of the next block once enough samples are buffered, else ``None``.
+
+        ``block_frames`` and ``lookahead_frames`` (the context computed after the block) default
+        to the options' block and margin; the context before the block is always the margin.
+        """
         opts = self.options
         if buf.total < 2:
             return None
@@ -276,8 +289,9 @@ class FrameScorer:
             n_out_total = _out_len(n_mel_total)
             if j0 >= n_out_total:
                 return None
-        j1 = j0 + opts.block_frames
-        ext_end_mel = TIME_STRIDE * (j1 + opts.margin_frames)
+        j1 = j0 + (block_frames or opts.block_frames)
+        ahead = opts.margin_frames if lookahead_frames is None else lookahead_frames
+        ext_end_mel = TIME_STRIDE * (j1 + ahead)
         needed = (ext_end_mel - 1) * HOP_LENGTH + N_FFT // 2 + 1
         if not buf.finished and buf.total < needed:
             return None
@@ -319,6 +333,13 @@ class FrameScorer:
         mel = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
         self._mel_kept = (start, mel)
         return mel
+
+    def stream(
+        self, block_frames: int = LIVE_BLOCK_FRAMES, lookahead_frames: int = LIVE_LOOKAHEAD_FRAMES
+    ) -> StreamScorer:
+        """A push-based scorer for an endless stream (local method only): see
+        :class:`StreamScorer`."""
+        return StreamScorer(self, block_frames, lookahead_frames)
 
     # ------------------------------------------------------------------ window method
     def _score_windows(
@@ -373,6 +394,88 @@ class FrameScorer:
                 progress(min((b + len(batch)) * opts.hop, buf.total / SAMPLE_RATE))
         self.timings["network"] = time.perf_counter() - computed
         return np.concatenate(scores), (np.concatenate(embs) if embs else None), buf.total
+
+
+@dataclass
+class ScoreBlock:
+    """Frames ``start .. start + len(scores)`` of a stream, as :class:`StreamScorer` gives them."""
+
+    start: int
+    scores: np.ndarray
+    embeddings: np.ndarray | None = None
+    features: np.ndarray | None = None
+
+
+class StreamScorer:
+    """Local scoring of an endless stream: push samples as they arrive, get frames back.
+
+    Each block of ``block_frames`` frames is computed once the stream holds
+    ``lookahead_frames`` frames after it (the options' margin before it), so a frame's scores
+    come at most ``(block_frames + lookahead_frames) * 0.32`` s after its audio. With a
+    look-ahead shorter than the margin, the last frames of each block see less context after
+    them than :meth:`FrameScorer.score` gives them (as the end of a file does): scores differ
+    slightly from a whole-file pass (``benchmarks/listen.py`` measures by how much). Memory is
+    bounded: samples are dropped once no block needs them.
+    """
+
+    def __init__(self, scorer: FrameScorer, block_frames: int, lookahead_frames: int) -> None:
+        if scorer.options.method != "local":
+            raise ValueError("streaming needs the local scoring method")
+        if block_frames < 1 or lookahead_frames < 0:
+            raise ValueError("block_frames must be >= 1 and lookahead_frames >= 0")
+        self.scorer = scorer
+        self.block_frames, self.lookahead_frames = block_frames, lookahead_frames
+        self._buf = _SampleBuffer()
+        self._next = 0
+        scorer._mel_kept = (0, None)
+
+    @property
+    def frames_done(self) -> int:
+        """Frames scored so far."""
+        return self._next
+
+    @property
+    def samples_seen(self) -> int:
+        """Samples pushed so far."""
+        return self._buf.total
+
+    def push(self, chunk: np.ndarray) -> ScoreBlock | None:
+        """Add 32 kHz mono float32 samples; the frames now complete, or ``None``."""
+        if len(chunk):
+            self._buf.push(np.asarray(chunk, dtype=np.float32))
+        return self._drain()
+
+    def finish(self) -> ScoreBlock | None:
+        """The stream ended: score what is left, as the end of a file."""
+        self._buf.finished = True
+        return self._drain()
+
+    def _drain(self) -> ScoreBlock | None:
+        scorer, start = self.scorer, self._next
+        parts: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
+        scorer.net.set_se_context(scorer.options.se_context)
+        try:
+            with torch.inference_mode():
+                while True:
+                    block = scorer._next_local_block(
+                        self._buf, self._next, self.block_frames, self.lookahead_frames
+                    )
+                    if block is None:
+                        break
+                    parts.append(block)
+                    self._next += len(block[0])
+        finally:
+            scorer.net.set_se_context(None)
+        if not parts:
+            return None
+        emb = [p[1] for p in parts if p[1] is not None]
+        feats = [p[2] for p in parts if p[2] is not None]
+        return ScoreBlock(
+            start,
+            np.concatenate([p[0] for p in parts]),
+            np.concatenate(emb) if emb else None,
+            np.concatenate(feats) if feats else None,
+        )
 
 
 def _stack(parts: list[np.ndarray], net: MobileNet) -> np.ndarray:

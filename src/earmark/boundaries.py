@@ -205,6 +205,17 @@ class BandEnvelope:
         self._finished = True
         return self
 
+    def drain(self) -> np.ndarray:
+        """The frames computed since the last call, ``(n, 64)`` float16 dB, handed over and no
+        longer kept: for an endless stream, whose caller keeps only the stretch it needs.
+        (An envelope that is drained is never finished or read with :meth:`frames`.)"""
+        if self._spill is not None or self._finished:
+            raise RuntimeError("drain() is for an envelope that is only ever drained")
+        blocks, self._blocks, self._held = self._blocks, [], 0
+        if not blocks:
+            return np.zeros((0, ENVELOPE_BANDS), dtype=np.float16)
+        return np.concatenate(blocks)
+
     def __len__(self) -> int:
         return self._n_frames
 

@@ -124,7 +124,7 @@ _SAMPLE_DTYPES: dict[str, type[np.generic]] = {
 }
 
 
-def _frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
+def frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
     """Decoded frame -> float32 mono samples at the frame's own rate.
 
     Reads the sample planes directly (planar: one per channel; packed: one interleaved).
@@ -439,7 +439,7 @@ class AudioReader:
             if has_pts and (origin is None or estimated or drift < -threshold):
                 # Start (or restart, after a jump back or an estimated gap) the pts clock.
                 origin, origin_samples = pts, self._native_samples
-            mono = _frame_to_mono(frame)
+            mono = frame_to_mono(frame)
             self._max_frame = max(self._max_frame, mono.size)
             pending.append(mono)
             pending_len += mono.size

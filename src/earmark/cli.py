@@ -15,11 +15,12 @@ from collections.abc import Sequence
 from typing import Any, TextIO, cast
 
 from earmark import assets, custom_classes, repeats, report
+from earmark.cli_options import add_event_options, detect_overrides
 from earmark.constants import BACKENDS
 from earmark.evaluation import cli as evaluate
 from earmark.evaluation import synth, tuning
-from earmark.events import DEFAULT_MEDIAN_FILTER, DEFAULT_MERGE_GAP, DEFAULT_THRESHOLD, OFF_RATIO
 from earmark.inputs import printable
+from earmark.listen import cli as listen_cli
 from earmark.service import cli as service_cli
 
 EXIT_OK = 0
@@ -161,71 +162,13 @@ def print_summary(summary: Any, stream: TextIO, top: int = 25) -> None:
 
 
 # ---------------------------------------------------------------------------- commands
-def _class_thresholds(items: Sequence[str] | None) -> dict[str, float] | None:
-    if not items:
-        return None
-    result: dict[str, float] = {}
-    for item in items:
-        label, sep, value = item.rpartition("=")
-        if not sep or not label:
-            raise ValueError(f"--class-threshold expects LABEL=VALUE, got {item!r}")
-        result[label.strip()] = float(value)
-    return result
-
-
-def _split_list(values: Sequence[str] | None) -> list[str] | None:
-    if not values:
-        return None
-    out: list[str] = []
-    for value in values:
-        out += [v.strip() for v in value.split(";") if v.strip()]
-    return out
-
-
-def _detect_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    flat = {
-        "model": args.model,
-        "checkpoint": args.checkpoint,
-        "threshold": args.threshold,
-        "thresholds": _class_thresholds(args.class_threshold),
-        "off_threshold": args.off_threshold,
-        "median_filter": args.median_filter,
-        "min_duration": args.min_duration,
-        "merge_gap": args.merge_gap,
-        "labels": _split_list(args.labels),
-        "exclude": _split_list(args.exclude),
-        "group_by": args.group_by,
-        "join_related": False if args.every_class else None,
-        "method": args.scoring,
-        "window": args.window,
-        "hop": args.hop,
-        "se_context": args.se_context,
-        "pool": args.pool,
-        "backend": args.backend,
-        "refine": False if args.no_refine else None,
-        "signal_stats": True if getattr(args, "report", False) else None,
-        "denoise": args.denoise,
-        "normalize": args.normalize,
-        "highpass": args.highpass,
-        "formats": args.formats.split(",") if args.formats else None,
-        "save_scores": False if args.no_scores else None,
-        "jobs": args.jobs,
-        "threads": args.threads,
-        "classes": args.classes,
-        "audioset": True if args.audioset else None,
-        # an explicit --threshold applies to every class, custom ones included
-        "calibrated_thresholds": False if args.threshold is not None else None,
-    }
-    return {k: v for k, v in flat.items() if v is not None}
-
-
 def cmd_detect(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``earmark detect``: events for every file, written to the output folder."""
     from earmark.batch import Progress, run
     from earmark.config import ConfigError, load_options
 
     try:
-        options = load_options(args.config, _detect_overrides(args))
+        options = load_options(args.config, detect_overrides(args))
     except (ConfigError, ValueError) as exc:
         print(f"earmark: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -397,59 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=BACKENDS,
         help="local: who runs the network (default auto: onnxruntime when installed, else torch)",
     )
-    grp = det.add_argument_group("events")
-    grp.add_argument(
-        "--threshold",
-        type=float,
-        help=f"on-threshold for every class (default {DEFAULT_THRESHOLD})",
-    )
-    grp.add_argument(
-        "--class-threshold",
-        action="append",
-        metavar="LABEL=VALUE",
-        help="per-class on-threshold (repeatable), by class name or mid",
-    )
-    grp.add_argument(
-        "--off-threshold",
-        type=float,
-        help=f"hysteresis off-threshold (default {OFF_RATIO} x the on-threshold)",
-    )
-    grp.add_argument(
-        "--median-filter",
-        type=float,
-        help=f"median filter length, seconds (default {DEFAULT_MEDIAN_FILTER})",
-    )
-    grp.add_argument("--min-duration", type=float, help="drop shorter events, seconds (default 0)")
-    grp.add_argument(
-        "--merge-gap",
-        type=float,
-        help=f"merge same-class gaps up to, seconds (default {DEFAULT_MERGE_GAP})",
-    )
-    grp.add_argument(
-        "--labels", action="append", help="only these classes (';'-separated, descendants too)"
-    )
-    grp.add_argument("--exclude", action="append", help="never these classes (';'-separated)")
-    grp.add_argument("--group-by", help="roll classes up the ontology: parent, top, or a depth")
-    grp.add_argument(
-        "--every-class",
-        action="store_true",
-        help="report every class that fires (default: one event per sound, related classes "
-        "such as Siren / Emergency vehicle / Police car joined, the others as alternatives)",
-    )
-    grp.add_argument(
-        "--classes",
-        metavar="MODEL_DIR",
-        help="detect the custom classes of a model from 'earmark train' (alone, or with "
-        "--audioset / the AudioSet classes picked by --labels)",
-    )
-    grp.add_argument(
-        "--audioset", action="store_true", help="with --classes: report AudioSet classes too"
-    )
-    grp.add_argument(
-        "--no-refine",
-        action="store_true",
-        help="keep score-based boundaries (default: snap onsets/offsets to the signal)",
-    )
+    add_event_options(det.add_argument_group("events"))
     grp = det.add_argument_group("preprocessing (default: none; see docs/report.md)")
     grp.add_argument("--denoise", choices=("spectral-gate", "wiener", "none"), help="denoising")
     grp.add_argument(
@@ -502,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     repeats.add_parser(sub)
     custom_classes.add_parser(sub)
     service_cli.add_parser(sub)
+    listen_cli.add_parser(sub)
     return parser
 
 

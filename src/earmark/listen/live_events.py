@@ -42,11 +42,17 @@ class LiveEvent:
     mean: float | None
     clip: str | None = None
     """Path of the audio clip saved with pre/post roll (``--save-clips``), if any."""
+    key_onset: float | None = None
+    """Stream time of the frame the event's scores first fired in: unlike ``stream_onset``
+    (refined on the signal when the event ends) it is the same in the started notice and the
+    ended event, and so is their ``id``."""
 
     @property
     def id(self) -> str:
-        """Stable id of the event: uuid5 of source, label and stream onset (ms)."""
-        key = f"{self.source}\n{self.mid}\n{round(self.stream_onset * 1000)}"
+        """Stable id of the event: uuid5 of source, class and onset (ms; ``key_onset`` when
+        set)."""
+        onset = self.stream_onset if self.key_onset is None else self.key_onset
+        key = f"{self.source}\n{self.mid}\n{round(onset * 1000)}"
         return str(uuid.uuid5(EVENT_NAMESPACE, key))
 
     @property
@@ -66,4 +72,5 @@ class LiveEvent:
         data["peak"] = round(self.peak, 4)
         if self.mean is not None:
             data["mean"] = round(self.mean, 4)
+        data.pop("key_onset")
         return {"id": self.id, **data, "duration": self.duration}

@@ -149,9 +149,7 @@ def _flag(spec: str, key: str, text: str) -> bool:
 
 def _env(spec: str, env: Mapping[str, str], key: str, name: str) -> str:
     if name not in env:
-        raise ValueError(
-            f"sink {spec!r}: {key}={name} but the environment variable {name} is unset"
-        )
+        raise ValueError(f"sink {spec!r}: {key}={name} but the variable {name} is not set")
     return env[name]
 
 
@@ -188,7 +186,7 @@ def sink_from_spec(
     scheme = scheme.lower()
     if text == "-" or text.lower() == "jsonl":
         scheme, rest, colon = "jsonl", "-", ":"
-    if not colon or not rest:
+    if not colon:
         raise ValueError(f"sink {spec!r}: expected one of {SPEC_HELP}")
     if scheme == "jsonl":
         target, _, query = rest.partition("?")

@@ -34,7 +34,9 @@ TIMEOUT = 10.0
 BACKOFF_START = 0.5
 """Seconds before the first retry; doubled after each failure (with jitter)."""
 BACKOFF_MAX = 60.0
-"""The longest wait between two tries, also the cap on a receiver's ``Retry-After``."""
+"""The longest wait in seconds between two tries of our own backoff."""
+RETRY_AFTER_MAX = 600.0
+"""The longest wait in seconds that a receiver's ``Retry-After`` may ask for."""
 SPOOL_MAX_BYTES = 64 * 1024 * 1024
 """Size of the spool file beyond which new events are dropped (each drop logged as an error)."""
 RETRIED_STATUS = frozenset({408, 429})
@@ -180,7 +182,8 @@ class WebhookSink:
     started notice and the ended event of one event are two deliveries), ``X-Earmark-Event-Id``,
     ``User-Agent: earmark/<version>``, ``Authorization: Bearer <token>`` when given, and any
     ``headers``. Connection errors, timeouts, 5xx, 408 and 429 are retried with exponential
-    backoff and jitter up to ``backoff_max`` (a ``Retry-After`` is honoured up to that cap);
+    backoff and jitter up to ``backoff_max`` (a ``Retry-After`` is honoured up to
+    ``retry_after_max``);
     other 4xx and 3xx are permanent: logged and appended to the dead-letter file. Every event is
     spooled to ``state_dir`` before delivery; a new sink on the same URL and state folder
     replays what an earlier run left.
@@ -197,6 +200,7 @@ class WebhookSink:
         timeout: float = TIMEOUT,
         backoff_start: float = BACKOFF_START,
         backoff_max: float = BACKOFF_MAX,
+        retry_after_max: float = RETRY_AFTER_MAX,
         spool_max_bytes: int = SPOOL_MAX_BYTES,
     ) -> None:
         from earmark import __version__
@@ -209,6 +213,7 @@ class WebhookSink:
         self.timeout = timeout
         self.backoff_start = backoff_start
         self.backoff_max = backoff_max
+        self.retry_after_max = retry_after_max
         self.headers = {
             "Content-Type": "application/json",
             "User-Agent": f"earmark/{__version__}",
@@ -324,8 +329,8 @@ class WebhookSink:
                 failures += 1
                 delay = min(self.backoff_max, self.backoff_start * 2 ** (failures - 1))
                 delay = random.uniform(delay / 2, delay)  # jitter: receivers are not hit at once
-                if wait is not None:
-                    delay = min(self.backoff_max, max(delay, wait))
+                if wait is not None:  # the receiver's Retry-After, within a bound
+                    delay = max(delay, min(wait, self.retry_after_max))
                 if failures == 1 or failures % 10 == 0:
                     log.warning(
                         "%s: try %d for %s failed (%s); next in %.1f s, %d pending",

@@ -84,7 +84,7 @@ def test_jsonl_on_stdout_one_flushed_line_per_event(capsys: pytest.CaptureFixtur
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line) for line in lines] == [e.to_dict() for e in events]
     assert json.loads(lines[0])["id"] == json.loads(lines[1])["id"]  # started and ended: one id
-    only_ended = sink_from_spec("-?events=ended".replace("-?", "jsonl:-?"))
+    only_ended = sink_from_spec("jsonl:-?events=ended")
     for item in events:
         only_ended.emit(item)
     assert [json.loads(x)["kind"] for x in capsys.readouterr().out.splitlines()] == ["ended"] * 2

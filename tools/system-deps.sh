@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System programs the test suite runs for real: Redis and PostgreSQL (service tests, started on
-# loopback by the tests themselves) and Chromium (the web page's tests). Installs the missing ones
+# loopback by the tests themselves), Chromium (the web page's tests) and the Mosquitto MQTT broker
+# (the MQTT sink of `earmark listen`, also started by its tests). Installs the missing ones
 # with apt-get (through sudo when not root); elsewhere, names them and how to go on.
 set -euo pipefail
 
@@ -10,9 +11,10 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
   || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
   || missing+=(chromium)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "system-deps: redis-server, postgresql and chromium are installed"
+  echo "system-deps: redis-server, postgresql, chromium and mosquitto are installed"
   exit 0
 fi
 echo "system-deps: installing ${missing[*]} (Debian/Ubuntu packages, about 400 MB)"

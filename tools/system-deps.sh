@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # System programs the test suite runs for real: Redis and PostgreSQL (service tests, started on
 # loopback by the tests themselves), Chromium (the web page's tests) and the Mosquitto MQTT broker
-# (the MQTT sink of `earmark listen`, also started by its tests). Installs the missing ones
+# (the MQTT sink of `earmark listen`, also started by its tests) and the ffmpeg program (it serves
+# recordings as live streams to the listener's tests). Installs the missing ones
 # with apt-get (through sudo when not root); elsewhere, names them and how to go on.
 set -euo pipefail
 
@@ -12,9 +13,10 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
   || missing+=(chromium)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "system-deps: redis-server, postgresql, chromium and mosquitto are installed"
+  echo "system-deps: redis-server, postgresql, chromium, mosquitto and ffmpeg are installed"
   exit 0
 fi
 echo "system-deps: installing ${missing[*]} (Debian/Ubuntu packages, about 400 MB)"

@@ -411,11 +411,12 @@ class StreamScorer:
 
     Each block of ``block_frames`` frames is computed once the stream holds
     ``lookahead_frames`` frames after it (the options' margin before it), so a frame's scores
-    come at most ``(block_frames + lookahead_frames) * 0.32`` s after its audio. With a
-    look-ahead shorter than the margin, the last frames of each block see less context after
-    them than :meth:`FrameScorer.score` gives them (as the end of a file does): scores differ
-    slightly from a whole-file pass (``benchmarks/listen.py`` measures by how much). Memory is
-    bounded: samples are dropped once no block needs them.
+    come at most ``(block_frames + lookahead_frames) * 0.32`` s after its audio. With the
+    look-ahead equal to the margin, every frame has the margin of context on both sides, like
+    the frames of :meth:`FrameScorer.score`'s blocks (scores within a few thousandths of them);
+    with a shorter one, the last frames of each block see less context after them (as the end
+    of a file does) and scores differ more (``benchmarks/listen.py`` measures the effect on
+    events). Memory is bounded: samples are dropped once no block needs them.
     """
 
     def __init__(self, scorer: FrameScorer, block_frames: int, lookahead_frames: int) -> None:

@@ -26,7 +26,6 @@ from earmark.extensions import class_provider
 from earmark.listen.tracker import MAX_WINDOW_SECONDS, EventTracker, TrackedEvent, TrackerUpdate
 from earmark.pipeline import DetectOptions
 from earmark.scoring import LIVE_BLOCK_FRAMES, LIVE_LOOKAHEAD_FRAMES, FrameScores
-from earmark.sounds import join_related
 
 SAMPLES_PER_FRAME = round(FRAME_HOP * SAMPLE_RATE)
 CUSTOM_CONTEXT_FRAMES = 8
@@ -93,7 +92,7 @@ class LiveDetector:
             labels,
             post,
             refine_options=options.boundaries,
-            join=self._join if post.join_related else None,
+            join=tagger.ontology if post.join_related else None,
             ontology=tagger.ontology,
             context_frames=context,
             max_window=live.max_event,
@@ -142,9 +141,6 @@ class LiveDetector:
     # ------------------------------------------------------------------ internals
     def _empty(self) -> np.ndarray:
         return np.zeros((0, len(self.labels)), dtype=np.float32)
-
-    def _join(self, events: list[Event]) -> list[Event]:
-        return join_related(events, self.tagger.ontology)
 
     def _feed(
         self, frames: FrameScores | None, env: np.ndarray | None, final: bool

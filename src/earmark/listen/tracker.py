@@ -6,8 +6,11 @@ refinement) and runs ``detect``'s own post-processing (:func:`earmark.events.sco
 frames arrive. An event is final once no frame that could still change it is missing: the
 median filter needs half its kernel after the event's end, a following run within the merge
 gap would extend it, and a custom head's temporal context reaches further (``context_frames``).
-Final events are emitted once; related events that overlap in time are emitted together, so
-joining them gives what ``detect`` gives. The window then moves past what was emitted.
+Final events are emitted once; events of one class or of related classes that overlap in
+time are emitted together, so refining and joining them gives what ``detect`` gives. The
+window then moves past what was emitted.
+A started notice (:attr:`TrackerUpdate.started`) names the class whose scores fired; the event
+may end under a related class that took it in as an alternative (one event per sound).
 
 Where it can differ from ``detect`` on the same audio (the scores themselves aside, see
 :class:`earmark.scoring.StreamScorer`):
@@ -23,7 +26,7 @@ Where it can differ from ``detect`` on the same audio (the scores themselves asi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -31,14 +34,19 @@ import numpy as np
 from earmark.boundaries import ENVELOPE_BANDS, ENVELOPE_HOP, BandEnvelope, RefineOptions
 from earmark.boundaries import refine_events as refine
 from earmark.constants import FRAME_HOP, SAMPLE_RATE
-from earmark.events import Event, PostprocessOptions, median_kernel_frames, scores_to_events
+from earmark.events import (
+    Event,
+    PostprocessOptions,
+    effective_thresholds,
+    median_kernel_frames,
+    scores_to_events,
+)
 from earmark.labels import Label, Ontology
+from earmark.sounds import join_related, related
 
 MAX_WINDOW_SECONDS = 600.0
 """The longest event reported as one (longer ones are cut there and go on as a new event)."""
 ENVELOPE_SECONDS = ENVELOPE_HOP / SAMPLE_RATE
-
-Join = Callable[[list[Event]], list[Event]]
 
 
 @dataclass(frozen=True)
@@ -63,9 +71,10 @@ class TrackerUpdate:
 class EventTracker:
     """Post-processes the scores of a stream as they arrive (see the module docstring).
 
-    ``labels`` name the score columns; ``postprocess`` and ``refine`` are ``detect``'s options
-    (``refine=None`` keeps score-based boundaries); ``join`` joins related events of one sound
-    (``None``: no joining); ``context_frames`` is how far a custom head's temporal context
+    ``labels`` name the score columns; ``postprocess`` and ``refine_options`` are ``detect``'s
+    options (``None`` keeps score-based boundaries); ``join`` is the ontology whose related
+    classes become one event per sound (:func:`earmark.sounds.join_related`; ``None``: every
+    class is reported); ``context_frames`` is how far a custom head's temporal context
     reaches; ``ontology`` is needed when ``postprocess`` groups or selects by category.
     """
 
@@ -75,7 +84,7 @@ class EventTracker:
         postprocess: PostprocessOptions,
         *,
         refine_options: RefineOptions | None = None,
-        join: Join | None = None,
+        join: Ontology | None = None,
         ontology: Ontology | None = None,
         context_frames: int = 0,
         hop: float = FRAME_HOP,
@@ -99,6 +108,12 @@ class EventTracker:
         self._env = np.zeros((0, ENVELOPE_BANDS), dtype=np.float16)
         self._env0 = 0  # stream envelope frame of its first row
         self._emitted_until: dict[str, int] = {}  # mid -> end frame of its last emitted event
+        self._columns: dict[str, int] = {}  # mid -> score column, when outputs are columns
+        self._on = np.zeros(len(self.labels), dtype=np.float32)
+        if postprocess.group_by is None:
+            on = effective_thresholds(postprocess, self.labels, ontology)
+            self._columns = {lab.mid: i for i, lab in enumerate(self.labels)}
+            self._on = np.array([on[lab.name] for lab in self.labels], dtype=np.float32)
         self._noticed: set[tuple[str, int]] = set()
 
     @property
@@ -158,19 +173,39 @@ class EventTracker:
             spans = [(s, min(e, frontier), self._cut(ev, frontier)) for s, e, ev in spans]
         ended: list[TrackedEvent] = []
         pending: list[tuple[int, int, Event]] = []
-        for cluster in _overlapping(spans):
+        for cluster in _clusters(spans, self.join):
             if max(e for _, e, _ in cluster) <= frontier:
                 ended += self._finish_cluster(cluster, truncated=forced)
             else:
                 pending += cluster
         started = []
         for first, _, ev in pending:
-            if first <= total - self.onset_settle and (ev.mid, first) not in self._noticed:
+            if (ev.mid, first) not in self._noticed and self._confirmed(ev.mid, first):
                 self._noticed.add((ev.mid, first))
                 shifted = replace(ev, onset=ev.onset + w0 * hop, offset=total * hop)
                 started.append(TrackedEvent(shifted, first))
         self._trim(frontier if forced else frontier - self.kernel - 2, pending)
         return TrackerUpdate(ended, started)
+
+    def _confirmed(self, mid: str, first: int) -> bool:
+        """Whether a pending event of ``mid`` starting at ``first`` is sure to be reported: one
+        of its frames whose median-filtered score can no longer change is above the on
+        threshold (later frames could still make a run that is only a blip at the edge go
+        away)."""
+        settled = self.frames - self.onset_settle  # frames before this are final
+        if first >= settled:
+            return False
+        column = self._columns.get(mid)
+        if column is None:  # a grouped output: wait until a kernel of it is final
+            return first + self.kernel <= settled
+        half = self.kernel // 2
+        lo = max(first - half - self._w0, 0)
+        hi = settled + half - self._w0
+        above = (self._scores[lo:hi, column] >= self._on[column]).astype(np.int32)
+        if len(above) < self.kernel:
+            return bool(above.all()) and first + self.kernel <= settled
+        votes = np.convolve(above, np.ones(self.kernel, dtype=np.int32), mode="valid")
+        return bool((votes > half).any())
 
     def _cut(self, ev: Event, frontier: int) -> Event:
         end = (frontier - self._w0) * self.hop
@@ -187,15 +222,19 @@ class EventTracker:
             local = refine(local, BandEnvelope.from_levels(self._env), self.refine_options)
             events = [replace(e, onset=e.onset + at, offset=e.offset + at) for e in local]
         if self.join is not None and len(events) > 1:
-            events = self.join(events)
+            events = join_related(events, self.join)
         for first, end, ev in cluster:
             self._emitted_until[ev.mid] = max(self._emitted_until.get(ev.mid, -1), end)
             self._noticed.discard((ev.mid, first))
         out = []
+        hop = self.hop
         for ev in events:  # the frame its scores first fired in (the started notice's key)
-            same = [first for first, _, raw in cluster if raw.mid == ev.mid]
-            key = min(same) if same else min(first for first, _, _ in cluster)
-            out.append(TrackedEvent(ev, key, truncated))
+            same = [
+                first
+                for first, end, raw in cluster
+                if raw.mid == ev.mid and first * hop < ev.offset and end * hop > ev.onset
+            ]
+            out.append(TrackedEvent(ev, min(same) if same else round(ev.onset / hop), truncated))
         return out
 
     def _trim(self, keep: int, pending: list[tuple[int, int, Event]]) -> None:
@@ -214,17 +253,31 @@ class EventTracker:
             self._env0 = env_keep
 
 
-def _overlapping(
-    spans: list[tuple[int, int, Event]],
+def _clusters(
+    spans: list[tuple[int, int, Event]], ontology: Ontology | None
 ) -> list[list[tuple[int, int, Event]]]:
-    """Spans grouped into clusters that overlap or touch in time."""
-    clusters: list[list[tuple[int, int, Event]]] = []
-    end = -1
-    for span in sorted(spans, key=lambda x: (x[0], x[1])):
-        if clusters and span[0] <= end:
-            clusters[-1].append(span)
-            end = max(end, span[1])
-        else:
-            clusters.append([span])
-            end = span[1]
-    return clusters
+    """Spans that overlap (or touch) in time and are of one class or of related classes,
+    transitively: what boundary refinement and the join of one sound's classes may merge."""
+    order = sorted(range(len(spans)), key=lambda i: spans[i][:2])
+    parent = list(range(len(spans)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for k, i in enumerate(order):
+        _, end, ev = spans[i]
+        for j in order[k + 1 :]:
+            other_first, _, other = spans[j]
+            if other_first > end:
+                break
+            if ev.mid == other.mid or (
+                ontology is not None and related(ev.mid, other.mid, ontology)
+            ):
+                parent[root(j)] = root(i)
+    groups: dict[int, list[tuple[int, int, Event]]] = {}
+    for i in order:
+        groups.setdefault(root(i), []).append(spans[i])
+    return list(groups.values())

@@ -7,5 +7,5 @@ context*: :mod:`.strong_labels` reads recordings the user labelled with onsets a
 cross-validates and fits it, and :mod:`.postprocess` chooses each class's detection threshold
 for event F1 and its AudioSet evidence gate, and measures the expected quality. The core
 detection path (:mod:`earmark.pipeline`) never imports this package;
-:mod:`earmark.custom_classes` applies a trained head at detection time.
+:mod:`earmark.custom.model` applies a trained head at detection time.
 """

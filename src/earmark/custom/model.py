@@ -57,7 +57,7 @@ class CustomClasses:
     """AudioSet evidence gates of the frame head: class column -> (AudioSet columns, floor)."""
     thresholds: dict[str, float] = field(default_factory=dict)
     """Detection threshold per class: calibrated on mixtures (``thresholds.json``) or
-    :data:`earmark.calibration.UNCALIBRATED_THRESHOLD`."""
+    :data:`earmark.custom.calibration.UNCALIBRATED_THRESHOLD`."""
     median_filters: dict[str, float] = field(default_factory=dict)
     min_durations: dict[str, float] = field(default_factory=dict)
     """Per class median filter and minimum duration chosen on mixtures (``thresholds.json``)."""
@@ -114,9 +114,9 @@ class CustomClasses:
         return self.probabilities(frame_embeddings)
 
     def backbone(self, tagger: Any) -> Any:
-        """The :class:`earmark.embeddings.Backbone` to embed with: the fine-tuned one when the
-        folder has it, else the tagger's (after checking it is the right one)."""
-        from earmark.embeddings import Backbone
+        """The :class:`earmark.custom.embeddings.Backbone` to embed with: the fine-tuned one
+        when the folder has it, else the tagger's (after checking it is the right one)."""
+        from earmark.custom.embeddings import Backbone
 
         if self.backbone_state is None:
             self.check_backbone(tagger)
@@ -131,7 +131,7 @@ def load_finetuned_backbone(path: Path, tagger: Any) -> Any:
     import torch
 
     from earmark.assets import sha256_file
-    from earmark.embeddings import Backbone
+    from earmark.custom.embeddings import Backbone
     from earmark.model import build_model, fuse_batchnorm
 
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -171,7 +171,7 @@ def load_custom_classes(model_dir: str | Path) -> CustomClasses:
     metrics = None
     if (path / "metrics.json").is_file():
         metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
-    from earmark.calibration import filters_of, thresholds_of
+    from earmark.custom.calibration import filters_of, thresholds_of
 
     calibration = None
     if (path / "thresholds.json").is_file():
@@ -467,7 +467,7 @@ def classify(
     ``benchmarks/custom_sed.py``). A file that cannot be decoded gets ``error`` set and no
     probabilities; the others are still classified.
     """
-    from earmark.embeddings import embed_files
+    from earmark.custom.embeddings import embed_files
     from earmark.tagger import load_model
 
     custom = model if isinstance(model, CustomClasses) else load_custom_classes(model)
@@ -517,7 +517,7 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load_dataset(args: argparse.Namespace) -> Any:
-    from earmark.datasets import load_dataset
+    from earmark.custom.datasets import load_dataset
 
     return load_dataset(
         args.data, args.min_per_class, args.file_column, args.label_column, args.fold_column
@@ -532,8 +532,8 @@ def _say(args: argparse.Namespace):
 
 def cmd_embed(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``earmark embed``: clip (and framewise) embeddings of a dataset to npz or parquet."""
-    from earmark.datasets import DatasetError
-    from earmark.embeddings import Backbone, EmbeddingError, ProgressPrinter, embed_dataset
+    from earmark.custom.datasets import DatasetError
+    from earmark.custom.embeddings import Backbone, EmbeddingError, ProgressPrinter, embed_dataset
     from earmark.tagger import load_model
 
     say = _say(args)
@@ -579,10 +579,10 @@ def cmd_embed(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``earmark train``: cross-validated custom-class head saved to MODEL_DIR."""
     from earmark.custom.data import parse_speeds
-    from earmark.datasets import DatasetError
-    from earmark.embeddings import ProgressPrinter
+    from earmark.custom.datasets import DatasetError
+    from earmark.custom.embeddings import ProgressPrinter
+    from earmark.custom.training import TrainConfig, format_report, train
     from earmark.tagger import load_model
-    from earmark.training import TrainConfig, format_report, train
 
     say = _say(args)
     try:
@@ -676,7 +676,7 @@ def _range(text: str, kind: type, option: str) -> tuple:
 
 def cmd_classify(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``earmark classify``: class probabilities of every clip."""
-    from earmark.embeddings import ProgressPrinter
+    from earmark.custom.embeddings import ProgressPrinter
     from earmark.inputs import collect_inputs, printable
     from earmark.outputs import atomic_write_text
     from earmark.tagger import load_model
@@ -732,9 +732,9 @@ def cmd_classify(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def cmd_map(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``earmark map``: 2-D map of embeddings as PNG and interactive HTML."""
-    from earmark.datasets import DatasetError
-    from earmark.embeddings import EmbeddingError
-    from earmark.maps import make_map
+    from earmark.custom.datasets import DatasetError
+    from earmark.custom.embeddings import EmbeddingError
+    from earmark.custom.maps import make_map
 
     say = _say(args)
     try:
@@ -791,7 +791,7 @@ def add_parser(subparsers: Any) -> None:
         "clips (mixed over --backgrounds); save head, label map, metrics, thresholds, confusion "
         "matrices, TensorBoard curves and the configuration to MODEL_DIR.",
     )
-    from earmark.training import TrainConfig
+    from earmark.custom.training import TrainConfig
 
     defaults = TrainConfig()
     tr.add_argument("data", help="dataset folder or CSV")
@@ -896,7 +896,7 @@ def add_parser(subparsers: Any) -> None:
         action="store_true",
         help="also fine-tune the whole backbone with the head (CPU: minutes for 400 clips)",
     )
-    from earmark.training import TrainConfig
+    from earmark.custom.training import TrainConfig
 
     ft_defaults = TrainConfig()
     tr.add_argument(

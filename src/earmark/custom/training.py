@@ -2,8 +2,8 @@
 
 ``earmark train DATA -o MODEL_DIR`` does, in order:
 
-1. reads the dataset (:mod:`earmark.datasets`) and prints its summary;
-2. computes clip embeddings (:mod:`earmark.embeddings`, cached by file content), plus, with
+1. reads the dataset (:mod:`earmark.custom.datasets`) and prints its summary;
+2. computes clip embeddings (:mod:`earmark.custom.embeddings`, cached by file content), plus, with
    ``--augment N``, embeddings of ``N`` augmented copies of every clip (noise, gain, time
    shift, mixing with background recordings), and with ``--negatives``, embeddings of segments
    of the background recordings as examples of *none of the classes*;
@@ -12,15 +12,15 @@
    minus an inner validation part, with early stopping on it; the candidate with the best
    validation accuracy is refitted on the whole training part and scored on the held-out fold.
    Augmented copies follow their source clip, so a held-out clip is never seen in any form;
-4. the same cross-validation with hand-made features (:mod:`earmark.handcrafted`) and an MLP:
+4. the same cross-validation with hand-made features (:mod:`earmark.custom.handcrafted`) and an MLP:
    the classic baseline reported beside the head;
 5. with ``--finetune``, cross-validates fine-tuning of the whole backbone with the head on the
-   same splits (:mod:`earmark.finetuning`) and keeps it if it does at least as well;
+   same splits (:mod:`earmark.custom.finetuning`) and keeps it if it does at least as well;
 6. fits the head chosen most often on all the data and saves MODEL_DIR: ``head.pt``,
    ``labels.json``, ``metrics.json``, ``config.json`` (the exact configuration, dataset
    summary, backbone and its sha256, versions), ``confusion.{png,csv}`` (and the baseline's),
    ``predictions.csv`` (out-of-fold predictions), ``thresholds.json`` (per-class detection
-   thresholds calibrated on out-of-fold clips, :mod:`earmark.calibration`) and
+   thresholds calibrated on out-of-fold clips, :mod:`earmark.custom.calibration`) and
    ``tensorboard/`` (loss and accuracy curves of every fit). MODEL_DIR is built under a
    temporary name and renamed when complete.
 
@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from earmark.audio import SAMPLE_RATE
-from earmark.calibration import calibration_audio
+from earmark.custom.calibration import calibration_audio
 from earmark.custom.clip_head import (
     MODEL_FORMAT,
     FitResult,
@@ -67,9 +67,9 @@ from earmark.custom.data import (
     background_files,
     load_backgrounds,
 )
+from earmark.custom.datasets import Dataset
+from earmark.custom.embeddings import Backbone, EmbeddingSet, Transform, embed_dataset, embed_files
 from earmark.custom.fitting import tensorboard_writer
-from earmark.datasets import Dataset
-from earmark.embeddings import Backbone, EmbeddingSet, Transform, embed_dataset, embed_files
 
 if TYPE_CHECKING:
     from earmark.custom.detector import DetectorConfig
@@ -133,7 +133,7 @@ def negative_embeddings(
     backbone: Backbone, backgrounds: Sequence[np.ndarray], seconds: float, cache_tag: str
 ) -> np.ndarray:
     """Clip embeddings of consecutive ``seconds``-long segments of background recordings."""
-    from earmark.embeddings import EmbeddingCache, cache_root
+    from earmark.custom.embeddings import EmbeddingCache, cache_root
 
     cache = EmbeddingCache(cache_root(), backbone.key)
     n = int(seconds * SAMPLE_RATE)
@@ -164,7 +164,7 @@ def assemble(
     """Embed the dataset (and its augmentations and negatives) into :class:`TrainingData`."""
     say = log or (lambda _m: None)
     # framewise embeddings calibrate the detection thresholds when there are no backgrounds
-    # to mix the clips over (see earmark.calibration)
+    # to mix the clips over (see earmark.custom.calibration)
     framewise = not config.backgrounds
     emb: EmbeddingSet = embed_dataset(dataset, backbone, framewise=framewise, progress=progress)
     for file, error in emb.failed:
@@ -395,8 +395,8 @@ def frozen_calibration_scores(
     it out, and background segments under every split's head. Returns ``(scores, labels,
     mixed)``."""
     from earmark.audio import load as load_audio
-    from earmark.calibration import detection_rows
-    from earmark.embeddings import pad_to_min_length
+    from earmark.custom.calibration import detection_rows
+    from earmark.custom.embeddings import pad_to_min_length
 
     audio = None
     if config.backgrounds:
@@ -491,7 +491,7 @@ def train(
         if config.baseline:
             say("baseline: hand-made features (MFCC, chroma, spectral, ZCR, RMS) + MLP")
             t0 = time.perf_counter()
-            from earmark.handcrafted import HandcraftedBackbone
+            from earmark.custom.handcrafted import HandcraftedBackbone
 
             hand = TrainingData(
                 x=np.zeros((0, 0)),
@@ -519,12 +519,12 @@ def train(
             )
         finetuned = None
         if config.finetune:
-            from earmark.finetuning import finetune_and_save
+            from earmark.custom.finetuning import finetune_and_save
 
             layers = f"top {config.finetune_layers} layers" if config.finetune_layers else "all"
             say(f"fine-tuning the backbone ({layers}, {config.finetune_epochs} epochs per split)")
             finetuned = finetune_and_save(data, tagger, config, cv, final.head, work, say)
-        from earmark.calibration import calibrate_thresholds, thresholds_of
+        from earmark.custom.calibration import calibrate_thresholds, thresholds_of
 
         t0 = time.perf_counter()
         detection = None

@@ -149,7 +149,7 @@ def score_all(tagger, recordings):
 def detect_custom_scored(tagger, model_dir, item):
     """Events of one scored recording through detect's own functions (process_file's path)."""
     from earmark.boundaries import RefineOptions, refine_events
-    from earmark.custom.model import apply_custom_classes, custom_selection
+    from earmark.custom.provider import apply_custom_classes, custom_selection
     from earmark.evaluation import RefEvent
     from earmark.events import scores_to_events
     from earmark.pipeline import DetectOptions
@@ -259,7 +259,8 @@ def clip_accuracy(model_dir, tagger, clips, work: Path, seed=5, trials=3):
     (``trials`` mixtures of every clip, each over a random background stretch at a random SNR:
     one mixture per clip of 48 moves the figure by 2 points per clip)."""
     from earmark.audio import load
-    from earmark.custom.model import classify, load_custom_classes
+    from earmark.custom.classify import classify
+    from earmark.custom.model import load_custom_classes
     from earmark.evaluation.soundscape import write_soundscape
 
     custom = load_custom_classes(model_dir)

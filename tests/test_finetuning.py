@@ -106,7 +106,9 @@ def test_length_batches_group_similar_lengths() -> None:
 
 
 def test_train_finetune_saves_a_backbone_used_by_classify(tmp_path: Path, esc10, tagger) -> None:
-    from earmark.custom.model import classify, detect_custom, load_custom_classes
+    from earmark.custom.classify import classify
+    from earmark.custom.model import load_custom_classes
+    from earmark.custom.provider import detect_custom
 
     keep = [i for i, c in enumerate(esc10.clips) if c.label in CLASSES and c.fold in (1, 2, 3)]
     config = TrainConfig(

@@ -38,7 +38,6 @@ CORE = {
 OVERSIZE = {
     "earmark.assets": 900,
     "earmark.audio": 655,
-    "earmark.custom.model": 1000,
     "earmark.evaluation.metrics": 750,
     "earmark.events": 620,
     "earmark.repeats.matching": 700,

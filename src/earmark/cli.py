@@ -16,7 +16,7 @@ from typing import Any, TextIO, cast
 
 from earmark import assets, repeats, report
 from earmark.constants import BACKENDS
-from earmark.custom import model as custom_model
+from earmark.custom import cli as custom_cli
 from earmark.evaluation import cli as evaluate
 from earmark.evaluation import synth, tuning
 from earmark.events import DEFAULT_MEDIAN_FILTER, DEFAULT_MERGE_GAP, DEFAULT_THRESHOLD, OFF_RATIO
@@ -501,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub)
     report.add_parser(sub)
     repeats.add_parser(sub)
-    custom_model.add_parser(sub)
+    custom_cli.add_parser(sub)
     service_cli.add_parser(sub)
     return parser
 

@@ -149,7 +149,7 @@ def score_all(tagger, recordings):
 def detect_custom_scored(tagger, model_dir, item):
     """Events of one scored recording through detect's own functions (process_file's path)."""
     from earmark.boundaries import RefineOptions, refine_events
-    from earmark.custom_classes import apply_custom_classes, custom_selection
+    from earmark.custom.provider import apply_custom_classes, custom_selection
     from earmark.evaluation import RefEvent
     from earmark.events import scores_to_events
     from earmark.pipeline import DetectOptions
@@ -259,7 +259,8 @@ def clip_accuracy(model_dir, tagger, clips, work: Path, seed=5, trials=3):
     (``trials`` mixtures of every clip, each over a random background stretch at a random SNR:
     one mixture per clip of 48 moves the figure by 2 points per clip)."""
     from earmark.audio import load
-    from earmark.custom_classes import classify, load_custom_classes
+    from earmark.custom.classify import classify
+    from earmark.custom.model import load_custom_classes
     from earmark.evaluation.soundscape import write_soundscape
 
     custom = load_custom_classes(model_dir)
@@ -294,7 +295,7 @@ def clip_accuracy(model_dir, tagger, clips, work: Path, seed=5, trials=3):
 
 
 def train_model(subset, out, tagger, **options):
-    from earmark.training import TrainConfig, train
+    from earmark.custom.training import TrainConfig, train
 
     config = TrainConfig(baseline=False, **options)
     started = time.perf_counter()
@@ -440,7 +441,7 @@ def main() -> dict:
         "deterministic, code)",
     )
     args = parser.parse_args()
-    from earmark.datasets import load_dataset
+    from earmark.custom.datasets import load_dataset
     from earmark.tagger import load_model
 
     load = os.getloadavg()

@@ -2,7 +2,7 @@
 
 Trains a head on ESC-10 folds 1-4 with ``--negatives`` and five background recordings (wind,
 light rain, traffic, keyboard, washing machine), which also calibrates its per-class thresholds
-on out-of-fold clips mixed over them (:mod:`earmark.calibration`). Then mixes 12 one-minute
+on out-of-fold clips mixed over them (:mod:`earmark.custom.calibration`). Then mixes 12 one-minute
 soundscapes of fold-5 clips (6-8 events, 0-15 dB SNR, no overlap) over six *other* background
 recordings and scores them once; events are extracted with
 
@@ -49,14 +49,14 @@ GLOBAL_THRESHOLDS = (0.15, 0.3, 0.5, 0.7)
 
 def main() -> dict:
     """Run the benchmark and write its JSON."""
-    from earmark.custom_classes import load_custom_classes
-    from earmark.datasets import load_dataset
+    from earmark.custom.datasets import load_dataset
+    from earmark.custom.model import load_custom_classes
+    from earmark.custom.training import TrainConfig, train
     from earmark.evaluation import RefEvent, event_based_metrics
     from earmark.evaluation.soundscape import ForegroundClip, make_soundscape
     from earmark.events import PostprocessOptions, scores_to_events
     from earmark.scoring import FrameScorer, ScoringOptions
     from earmark.tagger import load_model
-    from earmark.training import TrainConfig, train
 
     sounds = SHARED / "audio" / "backgrounds" / "sounds"
     with tempfile.TemporaryDirectory() as tmp:

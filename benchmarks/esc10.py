@@ -1,6 +1,6 @@
 """ESC-10 custom classes: 5-fold figures of the frozen-embedding head beside the hand-made baseline.
 
-Runs ``earmark.training.train`` on ESC-10's official folds (``esc10_meta.csv``) with default
+Runs ``earmark.custom.training.train`` on ESC-10's official folds (``esc10_meta.csv``) with default
 options (logistic regression and MLP heads chosen by inner validation, hand-made-feature MLP
 baseline) into a temporary model folder, and writes ``benchmarks/results/esc10.json``: mean and
 per-fold accuracy and macro-F1 of both, the heads chosen, and the time of every stage on this
@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> dict:
         os.environ["EARMARK_EMBEDDING_CACHE"] = str(Path(tmp) / "cache")
         import torch
 
-        from earmark.datasets import load_dataset
+        from earmark.custom.datasets import load_dataset
+        from earmark.custom.training import TrainConfig, format_report, train
         from earmark.tagger import load_model
-        from earmark.training import TrainConfig, format_report, train
 
         meta = SHARED / "audio" / "esc10" / "esc10_meta.csv"
         if not meta.is_file():

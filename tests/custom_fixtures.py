@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from earmark.datasets import Dataset, load_dataset
-from earmark.embeddings import CACHE_ENV, Backbone, EmbeddingSet, embed_dataset
+from earmark.custom.datasets import Dataset, load_dataset
+from earmark.custom.embeddings import CACHE_ENV, Backbone, EmbeddingSet, embed_dataset
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from earmark.calibration import (
+from earmark.custom.calibration import (
     THRESHOLD_LIMITS,
     UNCALIBRATED_THRESHOLD,
     background_segments,

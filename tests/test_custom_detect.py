@@ -19,10 +19,10 @@ from custom_fixtures import (  # noqa: F401
     tagger,
 )
 
-from earmark.custom_classes import load_custom_classes
+from earmark.custom.model import load_custom_classes
+from earmark.custom.training import TrainConfig, train
 from earmark.evaluation import RefEvent, event_based_metrics
 from earmark.evaluation.soundscape import ForegroundClip, make_soundscape, write_soundscape
-from earmark.training import TrainConfig, train
 
 MIX_BACKGROUND = Path("audio/backgrounds/sounds/places/cafe.mp3")
 
@@ -117,7 +117,7 @@ def test_detect_classes_in_a_fold5_soundscape(
 def test_custom_and_audioset_classes_together(
     tmp_path: Path, folds_1_4_model: Path, esc10, tagger
 ) -> None:
-    from earmark.custom_classes import combined_labels
+    from earmark.custom.provider import combined_labels
     from earmark.pipeline import DetectOptions
 
     options = DetectOptions(classes=str(folds_1_4_model), audioset=True)
@@ -183,7 +183,7 @@ def test_classify_cli_and_errors(tmp_path: Path, folds_1_4_model: Path, esc10) -
 def test_calibrated_thresholds_are_the_default(folds_1_4_model: Path, tagger) -> None:
     from earmark.cli import _detect_overrides, build_parser
     from earmark.config import load_options
-    from earmark.custom_classes import check_custom_options
+    from earmark.custom.provider import check_custom_options
     from earmark.events import scores_to_events
 
     calibration = json.loads((folds_1_4_model / "thresholds.json").read_text())

@@ -193,8 +193,9 @@ def test_trained_frame_model_files(frame_model: Path) -> None:
     assert calibration["mixed"] and "frame-level head" in calibration["method"]
     assert metrics["n_augmented"] == 2 * metrics["n_clips"]  # mixing augmentation by default
     # per class median filter and minimum duration, chosen on held-out mixtures and used
+    from earmark.custom.model import load_custom_classes
     from earmark.custom.postprocess import FILTER_MIN_GAIN, MEDIAN_GRID, MIN_DURATION_GRID
-    from earmark.custom_classes import custom_selection, load_custom_classes
+    from earmark.custom.provider import custom_selection
     from earmark.pipeline import DetectOptions
 
     for name in CLASSES:
@@ -299,7 +300,7 @@ def test_service_jobs_use_the_frame_head(tmp_path: Path, frame_model: Path, esc1
 
 
 def test_frame_head_beside_audioset_classes(frame_model: Path, esc10, tagger) -> None:
-    from earmark.custom_classes import detect_custom
+    from earmark.custom.provider import detect_custom
 
     clip = next(c for c in esc10.clips if c.fold == 5 and c.label == "Chainsaw")
     events = detect_custom(clip.path, frame_model, tagger, audioset=True)

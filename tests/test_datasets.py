@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from custom_fixtures import esc10, esc10_dir  # noqa: F401
 
-from earmark.datasets import DatasetError, load_dataset
+from earmark.custom.datasets import DatasetError, load_dataset
 
 
 def test_esc10_meta_csv_gives_400_clips_in_5_balanced_folds(esc10) -> None:

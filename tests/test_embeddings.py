@@ -18,7 +18,13 @@ from custom_fixtures import (  # noqa: F401
 )
 
 from earmark.audio import load
-from earmark.embeddings import Backbone, EmbeddingCache, EmbeddingSet, cache_root, embed_files
+from earmark.custom.embeddings import (
+    Backbone,
+    EmbeddingCache,
+    EmbeddingSet,
+    cache_root,
+    embed_files,
+)
 from earmark.scoring import ScoringOptions
 
 
@@ -106,7 +112,7 @@ def test_map_png_and_self_contained_html(tmp_path: Path, esc10_embeddings) -> No
     import json
     import re
 
-    from earmark.maps import make_map
+    from earmark.custom.maps import make_map
 
     esc10_embeddings.save(tmp_path / "emb.npz")
     written = make_map(tmp_path / "emb.npz", tmp_path / "maps", method="tsne")
@@ -136,7 +142,7 @@ def test_progress_eta_counts_from_the_first_file_and_each_pass(monkeypatch) -> N
     and a second pass (augmented copies) starts its own estimate."""
     import io
 
-    from earmark import embeddings
+    from earmark.custom import embeddings
 
     clock = iter([0.0, 30.0, 30.2, 32.0, 40.0, 100.0, 100.5, 103.0])
     monkeypatch.setattr(embeddings.time, "perf_counter", lambda: next(clock))

@@ -21,8 +21,8 @@ from custom_fixtures import (  # noqa: F401
 from earmark.audio import SAMPLE_RATE
 from earmark.audio import load as load_audio
 from earmark.custom.clip_head import make_head
-from earmark.finetuning import N_BACKBONE_LAYERS, finetune, length_batches, unfused_backbone
-from earmark.training import TrainConfig, train
+from earmark.custom.finetuning import N_BACKBONE_LAYERS, finetune, length_batches, unfused_backbone
+from earmark.custom.training import TrainConfig, train
 
 CLASSES = ("Dog bark", "Rooster", "Rain")
 
@@ -76,7 +76,7 @@ def test_top_layers_only(esc10, tagger) -> None:
 
 def test_early_stopping_keeps_the_best_validation_epoch(esc10, tagger) -> None:
     from earmark.custom.clip_head import class_targets as _targets
-    from earmark.finetuning import _logits
+    from earmark.custom.finetuning import _logits
 
     audios, labels = _clips(esc10, (1,))
     val_audios, val_labels = _clips(esc10, (2,))
@@ -106,7 +106,9 @@ def test_length_batches_group_similar_lengths() -> None:
 
 
 def test_train_finetune_saves_a_backbone_used_by_classify(tmp_path: Path, esc10, tagger) -> None:
-    from earmark.custom_classes import classify, detect_custom, load_custom_classes
+    from earmark.custom.classify import classify
+    from earmark.custom.model import load_custom_classes
+    from earmark.custom.provider import detect_custom
 
     keep = [i for i, c in enumerate(esc10.clips) if c.label in CLASSES and c.fold in (1, 2, 3)]
     config = TrainConfig(

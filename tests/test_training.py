@@ -18,8 +18,9 @@ from custom_fixtures import (  # noqa: F401
 )
 
 from earmark.custom.clip_head import predict_proba
-from earmark.embeddings import Backbone
-from earmark.training import TrainConfig, TrainingData, fit_split, train
+from earmark.custom.crossval import fit_split
+from earmark.custom.embeddings import Backbone
+from earmark.custom.training import TrainConfig, TrainingData, train
 
 
 def _data(emb) -> TrainingData:
@@ -87,7 +88,7 @@ def test_train_writes_a_complete_deterministic_model(tmp_path: Path, esc10, tagg
 
 
 def test_augmented_copies_and_negatives(tmp_path: Path, esc10, tagger, shared_dir: Path) -> None:
-    from earmark.training import assemble
+    from earmark.custom.crossval import assemble
 
     keep = [i for i, c in enumerate(esc10.clips) if c.label in ("Dog bark", "Rain") and c.fold <= 2]
     backgrounds = tmp_path / "bg"

@@ -14,9 +14,10 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO, cast
 
-from earmark import assets, custom_classes, repeats, report
+from earmark import assets, repeats, report
 from earmark.cli_options import add_event_options, detect_overrides
 from earmark.constants import BACKENDS
+from earmark.custom import cli as custom_cli
 from earmark.evaluation import cli as evaluate
 from earmark.evaluation import synth, tuning
 from earmark.inputs import printable
@@ -391,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub)
     report.add_parser(sub)
     repeats.add_parser(sub)
-    custom_classes.add_parser(sub)
+    custom_cli.add_parser(sub)
     service_cli.add_parser(sub)
     listen_cli.add_parser(sub)
     return parser

@@ -1,11 +1,11 @@
 """Classes beside the model's own, added by a wing: the core asks for them through the
 ``earmark.classes`` entry point and never imports the wing that provides them.
 
-earmark's custom classes (``detect --classes MODEL_DIR``, :mod:`earmark.custom_classes`)
+earmark's custom classes (``detect --classes MODEL_DIR``, :mod:`earmark.custom.provider`)
 register themselves in ``pyproject.toml``::
 
     [project.entry-points."earmark.classes"]
-    custom = "earmark.custom_classes:PROVIDER"
+    custom = "earmark.custom.provider:PROVIDER"
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ class TrainConfig:
     negative_seconds: float = 5.0
     baseline: bool = True
     finetune: bool = False
-    """Also fine-tune the backbone with the head (:mod:`earmark.finetuning`)."""
+    """Also fine-tune the backbone with the head (:mod:`earmark.custom.finetuning`)."""
     finetune_epochs: int = 5
     finetune_lr: float = 3e-5
     """Backbone learning rate (AdamW, cosine decay)."""

@@ -1,7 +1,7 @@
 """Training the frame-level detector of custom classes: features, cross-validation, thresholds.
 
 :func:`train_detector` is the detection half of ``earmark train`` (the clip head is
-:mod:`earmark.training`'s):
+:mod:`earmark.custom.training`'s):
 
 1. the training recordings (:mod:`.mixtures`, and the user's strongly labelled recordings) are
    scored once by the backbone, as ``earmark detect`` scores a file: unpooled framewise
@@ -112,7 +112,7 @@ def score_recordings(
 ) -> list[FrameData]:
     """Backbone features, AudioSet scores, targets and band envelope of every recording
     (the audio is released as it goes). Features are cached by audio content."""
-    from earmark.embeddings import EmbeddingCache, cache_root
+    from earmark.custom.embeddings import EmbeddingCache, cache_root
     from earmark.scoring import ScoringOptions
 
     cache = EmbeddingCache(cache_root(), tagger.checkpoint_sha256)  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ router = APIRouter()
 @router.get("/v1/classes", tags=["models"], responses=ERRORS)
 def custom_models(who: Caller, settings: SettingsDep) -> list[CustomModelInfo]:
     """Custom-class models jobs may name with ``classes``."""
-    from earmark.custom_classes import CustomModelError, load_custom_classes
+    from earmark.custom.model import CustomModelError, load_custom_classes
 
     out = []
     for name in settings.custom_models():

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from earmark.audio import SAMPLE_RATE
-from earmark.calibration import calibration_audio
+from earmark.custom.calibration import calibration_audio
 from earmark.custom.clip_head import (
     MODEL_FORMAT,
     class_targets,
@@ -285,12 +285,12 @@ def finetune_and_save(
 
     Returns the fine-tuning metrics (``kept``: whether the fine-tuned model was saved) and
     ``calibration_scores``, the out-of-fold scores, labels and whether they were mixed over
-    backgrounds, that :mod:`earmark.calibration` needs.
+    backgrounds, that :mod:`earmark.custom.calibration` needs.
     """
     torch = torch_module()
     from earmark.audio import load as load_audio
-    from earmark.calibration import detection_rows
-    from earmark.embeddings import Backbone, pad_to_min_length
+    from earmark.custom.calibration import detection_rows
+    from earmark.custom.embeddings import Backbone, pad_to_min_length
     from earmark.outputs import atomic_path
 
     say = log or (lambda _m: None)

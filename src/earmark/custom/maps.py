@@ -223,7 +223,7 @@ def make_map(
     ``output`` is a folder (created), which gets ``map.png``, ``map.html`` and ``map.csv``; a
     path ending in ``.png`` or ``.html`` names the files instead (``x.png``, ``x.html``,
     ``x.csv``)."""
-    from earmark.embeddings import Backbone, EmbeddingSet, ProgressPrinter, embed_dataset
+    from earmark.custom.embeddings import Backbone, EmbeddingSet, ProgressPrinter, embed_dataset
     from earmark.outputs import atomic_write_text
 
     say = log or (lambda _m: None)
@@ -231,7 +231,7 @@ def make_map(
     if source.is_file() and source.suffix.lower() in (".npz", ".parquet"):
         emb = EmbeddingSet.load(source)
     else:
-        from earmark.datasets import load_dataset
+        from earmark.custom.datasets import load_dataset
         from earmark.tagger import load_model
 
         kwargs = {}

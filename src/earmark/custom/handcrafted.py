@@ -89,7 +89,8 @@ def clip_features(audio: np.ndarray) -> np.ndarray:
 
 
 class HandcraftedBackbone:
-    """Duck-types :class:`earmark.embeddings.Backbone` so the same cache and loops serve both."""
+    """Duck-types :class:`earmark.custom.embeddings.Backbone` so the same cache and loops serve
+    both."""
 
     key = "handcrafted-v1"
     name = "handcrafted (MFCC, chroma, spectral, ZCR, RMS)"

@@ -187,7 +187,7 @@ def calibration_audio(
     audios: Sequence[np.ndarray], config: Any
 ) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
     """The clips mixed over ``config.backgrounds`` and segments of those, to calibrate the
-    detection thresholds on (:mod:`earmark.calibration`); ``None`` without backgrounds."""
+    detection thresholds on (:mod:`earmark.custom.calibration`); ``None`` without backgrounds."""
     from earmark.custom.data import background_files, load_backgrounds
 
     if not config.backgrounds:

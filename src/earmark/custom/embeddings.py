@@ -356,7 +356,7 @@ def embed_dataset(
     progress: ProgressCallback | None = None,
 ) -> EmbeddingSet:
     """Clip (and optionally framewise) embeddings of every clip of a :class:`Dataset`."""
-    from earmark.datasets import Dataset
+    from earmark.custom.datasets import Dataset
 
     assert isinstance(dataset, Dataset)
     started = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -18,6 +19,8 @@ from earmark.constants import FRAME_HOP
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 1
 STATUS_EVERY = 30.0
 """Seconds between two status lines on the console."""
+SINKS_ENV = "EARMARK_LISTEN_SINKS"
+"""Sinks when no ``--sink`` is given (space-separated specs): containers set them this way."""
 
 
 def add_parser(sub: Any) -> None:
@@ -37,12 +40,18 @@ def add_parser(sub: Any) -> None:
         "being written; a plain file is replayed once. Name a source with NAME=SOURCE. "
         "Events go to JSON lines on stdout unless --sink says otherwise (docs/listen.md).",
     )
-    p.add_argument("sources", nargs="+", metavar="SOURCE", help="[NAME=]URL, device or file")
+    p.add_argument("sources", nargs="*", metavar="SOURCE", help="[NAME=]URL, device or file")
+    p.add_argument(
+        "--sources-file",
+        metavar="FILE",
+        help="more sources, one per line ('#' starts a comment): a ConfigMap in Kubernetes",
+    )
     p.add_argument(
         "--sink",
         action="append",
         metavar="SPEC",
-        help=f"where events go (repeatable; default jsonl:-): {SPEC_HELP}",
+        help=f"where events go (repeatable; default ${SINKS_ENV} split on spaces, else jsonl:-):"
+        f" {SPEC_HELP}",
     )
     p.add_argument("-c", "--config", help="TOML or YAML file with detect's options")
     grp = p.add_argument_group("model")
@@ -123,7 +132,9 @@ def cmd_listen(args: argparse.Namespace, argv: Sequence[str]) -> int:
     logging.basicConfig(format="earmark listen: %(message)s", level=logging.WARNING)
     try:
         options = load_options(args.config, detect_overrides(args))
-        sources = [parse_source(s) for s in args.sources]
+        sources = [parse_source(s) for s in [*args.sources, *_sources_file(args.sources_file)]]
+        if not sources:
+            raise ValueError("no source given (SOURCE arguments or --sources-file)")
         live = _live_options(args)
         if args.pre_roll < 0 or args.post_roll < 0:
             raise ValueError("--pre-roll and --post-roll must be >= 0 seconds")
@@ -135,7 +146,8 @@ def cmd_listen(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     try:
         tagger = load_model(options.model, checkpoint=options.checkpoint, threads=args.threads)
-        sink = sinks_from_specs(args.sink or ["jsonl:-"], sources=[s.name for s in sources])
+        specs = args.sink or os.environ.get(SINKS_ENV, "").split() or ["jsonl:-"]
+        sink = sinks_from_specs(specs, sources=[s.name for s in sources])
     except (AssetNotFoundError, ValueError, OSError) as exc:
         print(f"earmark listen: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -190,6 +202,18 @@ def cmd_listen(args: argparse.Namespace, argv: Sequence[str]) -> int:
         _print_status(listener)
     failed = [s for s in summary if not s["ended"] and not stopping.is_set()]
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _sources_file(path: str | None) -> list[str]:
+    """The sources listed in ``path``, one per line, comments and blank lines left out."""
+    if not path:
+        return []
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--sources-file {path}: {exc}") from None
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return [line for line in lines if line]
 
 
 def _print_status(listener: Any) -> None:

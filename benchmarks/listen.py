@@ -216,12 +216,14 @@ def capacity(tagger, seconds: float, work: Path, counts: tuple[int, ...]) -> dic
     return {"seconds_per_trial": seconds, "rows": rows, "most_sources_kept_up": best}
 
 
-def memory(tagger, hours: float) -> dict:
-    """Resident memory while one source hears ``hours`` of real recordings, fed at full speed."""
+def memory(tagger, hours: float, block_frames: int) -> dict:
+    """Resident memory while one source hears ``hours`` of real recordings, fed at full speed
+    (in blocks of ``block_frames``: what a block costs does not change what is kept, and larger
+    blocks make a day of audio take minutes)."""
     from earmark.listen.detector import LiveDetector, LiveOptions
     from earmark.pipeline import DetectOptions
 
-    live = LiveDetector(tagger, DetectOptions(), LiveOptions())
+    live = LiveDetector(tagger, DetectOptions(), LiveOptions(block_frames=block_frames))
     samples = []
     started = time.perf_counter()
     events = 0
@@ -245,7 +247,8 @@ def memory(tagger, hours: float) -> dict:
                 break
     events += len(live.finish().ended)
     seconds = time.perf_counter() - started
-    return {"hours": hours, "x_realtime": round(fed / 32000 / seconds, 1), "events": events,
+    return {"hours": hours, "block_frames": block_frames,
+            "x_realtime": round(fed / 32000 / seconds, 1), "events": events,
             "samples": samples}  # fmt: skip
 
 
@@ -253,6 +256,7 @@ def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("lookahead", "realtime", "capacity", "memory"))
     parser.add_argument("--hours", type=float, default=24.0, help="memory: stream length")
+    parser.add_argument("--block", type=int, default=16, help="memory: frames per block")
     parser.add_argument("--stream-seconds", type=float, default=180.0, help="realtime: length")
     parser.add_argument("--capacity-seconds", type=float, default=60.0)
     parser.add_argument("--counts", default="1,2,4,8,12,16,24,32")
@@ -277,7 +281,7 @@ def main() -> dict:
                 counts = tuple(int(c) for c in args.counts.split(","))
                 value = capacity(tagger, args.capacity_seconds, Path(tmp), counts)
             else:
-                value = memory(tagger, args.hours)
+                value = memory(tagger, args.hours, args.block)
             results[part] = {**value, "load_average_at_start": load}
             save_result("listen", results)
     return results

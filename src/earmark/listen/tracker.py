@@ -42,7 +42,7 @@ from earmark.events import (
     scores_to_events,
 )
 from earmark.labels import Label, Ontology
-from earmark.sounds import join_related, related
+from earmark.sounds import MIN_OVERLAP, join_related, related
 
 MAX_WINDOW_SECONDS = 600.0
 """The longest event reported as one (longer ones are cut there and go on as a new event)."""
@@ -273,10 +273,14 @@ def _clusters(
             other_first, _, other = spans[j]
             if other_first > end:
                 break
-            if ev.mid == other.mid or (
-                ontology is not None and related(ev.mid, other.mid, ontology)
-            ):
+            if ev.mid == other.mid:  # refinement joins same-class events that come to overlap
                 parent[root(j)] = root(i)
+            elif ontology is not None and related(ev.mid, other.mid, ontology):
+                # joined only when their intersection over union reaches MIN_OVERLAP, which is
+                # at most the shorter's length over the longer's: open ones only grow
+                a, b = end - spans[i][0], spans[j][1] - other_first
+                if min(a, b) >= MIN_OVERLAP * max(a, b):
+                    parent[root(j)] = root(i)
     groups: dict[int, list[tuple[int, int, Event]]] = {}
     for i in order:
         groups.setdefault(root(i), []).append(spans[i])

@@ -350,3 +350,28 @@ def test_listen_to_a_stream_that_drops_and_returns(tagger, scene, ffmpeg, tmp_pa
         for b in found:
             if a is not b and a.label == b.label:
                 assert a.offset <= b.onset + 0.05 or b.offset <= a.onset + 0.05  # no overlaps
+
+
+def test_bad_files_are_named_and_the_others_heard(scene, tmp_path):
+    bad = tmp_path / "broken.mp3"
+    bad.write_bytes(b"not audio at all")
+    out = tmp_path / "events"
+    done = subprocess.run(
+        [sys.executable, "-m", "earmark", "listen", str(bad), str(tmp_path / "missing.wav"),
+         f"good={scene}", "--sink", f"file:{out}?format=jsonl", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert f"{bad}: cannot open" in done.stderr, done.stderr
+    assert "missing.wav: cannot open" in done.stderr
+    summary = {s["name"]: s for s in json.loads(done.stdout)["sources"]}
+    assert summary["good"]["ended"] and summary["good"]["last_error"] is None
+    assert sum(summary["good"]["events"].values()) > 10
+    lines = [json.loads(x) for f in out.glob("*.jsonl") for x in f.read_text().splitlines()]
+    assert {e["source"] for e in lines} == {"good"}
+    usage = subprocess.run(
+        [sys.executable, "-m", "earmark", "listen", "gopher://x/y"], capture_output=True, text=True
+    )
+    assert usage.returncode == 2 and "unsupported stream scheme" in usage.stderr
+    assert "Traceback" not in usage.stderr

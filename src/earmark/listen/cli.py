@@ -200,7 +200,7 @@ def cmd_listen(args: argparse.Namespace, argv: Sequence[str]) -> int:
         sys.stdout.write("\n")
     elif not args.quiet:
         _print_status(listener)
-    failed = [s for s in summary if not s["ended"] and not stopping.is_set()]
+    failed = [s for s in summary if s["last_error"] or (not s["ended"] and not stopping.is_set())]
     return EXIT_FAILED if failed else EXIT_OK
 
 

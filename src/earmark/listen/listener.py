@@ -169,6 +169,7 @@ class Listener:
         self.status = {s.name: SourceStatus(s.name) for s in sources}
         self._stop = threading.Event()
         self._lock = threading.Lock()  # around the sink
+        self._setup_lock = threading.Lock()
         # PyTorch's network holds its squeeze-excitation window as state: one source at a
         # time then; ONNX Runtime's graph is stateless and its sessions run side by side.
         shared = resolve_backend(options.scoring.backend) == "torch"
@@ -202,11 +203,21 @@ class Listener:
 
     # ------------------------------------------------------------------ one source
     def _run_source(self, source: Source) -> None:
+        """One source's loop; whatever goes wrong is reported as its last error, never as a
+        traceback."""
         status = self.status[source.name]
+        try:
+            self._listen(source, status)
+        except Exception as exc:  # a thread must not die with a traceback
+            status.up, status.ended = False, True
+            status.last_error = f"stopped: {type(exc).__name__}: {exc}"
+            log.error("%s: %s", source.name, status.last_error)
+
+    def _listen(self, source: Source, status: SourceStatus) -> None:
         offset = 0.0  # stream time at which this connection's audio starts
         backoff = FIRST_BACKOFF
         while not self._stop.is_set():
-            with self._net_lock:
+            with self._setup_lock:  # the first one exports and caches the network's graph
                 detector = LiveDetector(self.tagger, self.options, self.live, source.name)
             recent = _Recent(CLIP_BUFFER_SECONDS) if self.clips else None
             anchor = [float("inf")]  # monotonic time of this connection's first sample
@@ -228,15 +239,17 @@ class Listener:
                         backoff = FIRST_BACKOFF
                     if self._stop.is_set():
                         break
-                ended_normally = True
                 error = None
             except SourceError as exc:
-                ended_normally, error = False, str(exc)
+                error = str(exc)
+                if not source.endless:  # a file that cannot be read will not get better
+                    status.last_error = error
+                    log.error("%s: %s", source.name, error)
             with self._net_lock:
                 update = detector.finish()
             self._emit(source, status, update, offset, anchor[0], pending_clips, recent, True)
             status.up = False
-            if (ended_normally and not source.endless) or self._stop.is_set():
+            if not source.endless or self._stop.is_set():
                 status.ended = True
                 return
             status.reconnects += 1

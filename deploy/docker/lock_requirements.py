@@ -1,15 +1,20 @@
 """Pin the Python packages of the container images (deploy/docker/requirements-*.txt).
 
-    python deploy/docker/lock_requirements.py           # resolve and rewrite both files
-    python deploy/docker/lock_requirements.py --check   # verify the files still satisfy pyproject
+    python deploy/docker/lock_requirements.py             # resolve, rewrite both files
+    python deploy/docker/lock_requirements.py --keep-pins # the same, keeping the pins
+    python deploy/docker/lock_requirements.py --check     # verify against pyproject
 
 The API image gets earmark's core dependencies without torch plus the ``service`` extra; the worker
-image gets the same plus what torch needs (torch itself is installed apart, from the CPU wheel index
-or local wheels, see Dockerfile.worker). Resolution uses ``pip install --dry-run --report`` for
-CPython 3.11 on manylinux x86-64 (Debian bookworm's Python), binary wheels only.
+image gets the same plus the ``listen`` extra (``earmark listen`` runs from the worker image: the
+MQTT sink) and what torch needs (torch itself is installed apart, from the CPU wheel index or local
+wheels, see Dockerfile.worker). Resolution uses ``pip install --dry-run --report`` for CPython 3.11
+on manylinux x86-64 (Debian bookworm's Python), binary wheels only. ``--keep-pins`` passes the
+files' current pins to pip as constraints, so that only what is new gets resolved (pins that
+conflict with pyproject.toml make pip fail: lock without it then).
 
 ``--check`` needs no network: every requirement of pyproject.toml (core minus torch, plus the
-``service`` extra) must be pinned with ``==`` in both files to a version the specifier allows, and
+``service`` extra, plus the ``listen`` extra for the worker) must be pinned with ``==`` to a
+version the specifier allows, both files must record the inputs pyproject.toml now gives, and
 nothing in the API file may be torch. test-deploy.sh runs it in its lint step.
 """
 
@@ -60,6 +65,17 @@ def project_requirements() -> tuple[list[str], list[str], bool]:
     return core, list(extra) if extra else list(CONTRACT_SERVICE), extra is not None
 
 
+def worker_extras() -> list[str]:
+    """What the worker image adds to the API's requirements: the ``listen`` extra (MQTT sink)."""
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return list(meta.get("optional-dependencies", {}).get("listen", []))
+
+
+def worker_requirements(core: list[str], service: list[str]) -> list[str]:
+    """The worker's inputs: the API's, the ``listen`` extra and torch."""
+    return [*core, *service, *worker_extras(), f"torch=={TORCH_VERSION}"]
+
+
 def target_python() -> list[str]:
     """The pip to resolve with: environment markers (python_full_version < "3.11.3" ...) are
     evaluated with the running interpreter, so it must be the images' CPython 3.11.2, i.e. Debian
@@ -83,10 +99,16 @@ def target_python() -> list[str]:
     return [exe, "-m", "pip", "install", "--break-system-packages"]
 
 
-def resolve(requirements: list[str]) -> dict[str, str]:
-    """name -> version of everything pip would install for ``requirements`` (nothing installed)."""
+def resolve(requirements: list[str], keep: dict[str, str] | None = None) -> dict[str, str]:
+    """name -> version of everything pip would install for ``requirements`` (nothing installed);
+    ``keep``: pins passed as constraints (kept unless a requirement conflicts)."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
+        constraints: list[str] = []
+        if keep:
+            path = Path(tmp) / "constraints.txt"
+            path.write_text("".join(f"{name}=={version}\n" for name, version in keep.items()))
+            constraints = ["--constraint", str(path)]
         cmd = [
             *target_python(),
             "--dry-run",
@@ -102,9 +124,12 @@ def resolve(requirements: list[str]) -> dict[str, str]:
             str(Path(tmp) / "target"),
             "--report",
             str(report),
+            *constraints,
             *requirements,
         ]
-        subprocess.run(cmd, check=True)
+        # this machine's pip settings (constraints, extra indexes) are not the images'
+        env = {**os.environ, "PIP_CONSTRAINT": "", "PIP_CONFIG_FILE": os.devnull}
+        subprocess.run(cmd, check=True, env=env)
         data = json.loads(report.read_text())
     return {
         canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
@@ -151,14 +176,16 @@ def check() -> int:
     problems = []
     if not has_extra:
         print("note: pyproject.toml has no `service` extra yet; checked the contract's list")
-    if recorded_inputs(API_FILE) != inputs_line(core + service):
-        problems.append(
-            "requirements-api.txt was locked from other requirements than pyproject.toml now "
-            "lists: run python deploy/docker/lock_requirements.py"
-        )
-    for path in (API_FILE, WORKER_FILE):
+    worker_reqs = worker_requirements(core, service)
+    for path, reqs in ((API_FILE, core + service), (WORKER_FILE, worker_reqs)):
+        if recorded_inputs(path) != inputs_line(reqs):
+            problems.append(
+                f"{path.name} was locked from other requirements than pyproject.toml now "
+                "lists: run python deploy/docker/lock_requirements.py --keep-pins"
+            )
+    for path, reqs in ((API_FILE, core + service), (WORKER_FILE, worker_reqs[:-1])):
         pins = read_pins(path)
-        for spec in core + service:
+        for spec in reqs:
             req = Requirement(spec)
             if req.marker is not None and not req.marker.evaluate({"python_version": "3.11"}):
                 continue
@@ -176,16 +203,16 @@ def check() -> int:
     return 1 if problems else 0
 
 
-def lock() -> int:
+def lock(keep_pins: bool = False) -> int:
     core, service, _ = project_requirements()
-    api = resolve(core + service)
+    api = resolve(core + service, read_pins(API_FILE) if keep_pins else None)
     if "torch" in api:
         raise SystemExit("something in the service extra pulls torch into the API image")
     write(API_FILE, api, "API image: earmark core without torch + [service]", core + service)
-    worker_reqs = [*core, *service, f"torch=={TORCH_VERSION}"]
-    worker = resolve(worker_reqs)
+    worker_reqs = worker_requirements(core, service)
+    worker = resolve(worker_reqs, read_pins(WORKER_FILE) if keep_pins else None)
     worker.pop("torch", None)
-    what = "worker: as the API + torch's dependencies, torch apart"
+    what = "worker: as the API + [listen] + torch's dependencies, torch apart"
     write(WORKER_FILE, worker, what, worker_reqs)
     return 0
 
@@ -193,8 +220,13 @@ def lock() -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="verify instead of rewriting")
+    parser.add_argument(
+        "--keep-pins",
+        action="store_true",
+        help="keep the files' current pins (constraints), resolve only what is new",
+    )
     args = parser.parse_args()
-    return check() if args.check else lock()
+    return check() if args.check else lock(args.keep_pins)
 
 
 if __name__ == "__main__":

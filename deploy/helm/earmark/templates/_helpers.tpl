@@ -135,3 +135,37 @@ persistentVolumeClaim:
 emptyDir: {}
 {{- end }}
 {{- end }}
+
+{{/* Init container of the worker and listener pods: model files into the models volume, each
+verified against its pinned sha256 (a no-op when present and intact; with models.offline only
+verified, never downloaded). Needs the volumes `models` and `tmp`. */}}
+{{- define "earmark.fetchModelsContainer" -}}
+# Model files into the models volume, each verified against its pinned sha256 (a no-op when
+# present and intact; with models.offline only verified, never downloaded).
+- name: fetch-models
+  image: {{ include "earmark.image" (dict "root" . "component" "worker") | quote }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args:
+    - models
+    - fetch
+    {{- range .Values.models.names }}
+    - {{ . | quote }}
+    {{- end }}
+  envFrom:
+    - configMapRef:
+        name: {{ include "earmark.fullname" . }}
+  resources:
+    requests:
+      cpu: 100m
+      memory: 128Mi
+    limits:
+      cpu: 500m
+      memory: 256Mi
+  securityContext:
+    {{- include "earmark.containerSecurityContext" . | nindent 4 }}
+  volumeMounts:
+    - name: models
+      mountPath: /models
+    - name: tmp
+      mountPath: /tmp
+{{- end }}

@@ -145,10 +145,9 @@ def realtime_latency(tagger, seconds: float, work: Path) -> dict:
         raise SystemExit("ffmpeg is needed (tools/system-deps.sh installs it)")
     scene = _loop_file(_test_files()[:12], seconds, work / "stream.wav")
     out = {}
-    for name, frames in (
-        ("default", LiveOptions().lookahead_frames),
-        ("exact", DEFAULT_MARGIN_FRAMES),
-    ):
+    settings = (("fastest", 1), ("default", LiveOptions().lookahead_frames),
+                ("exact", DEFAULT_MARGIN_FRAMES))  # fmt: skip
+    for name, frames in settings:
         port = _free_port()
         server = subprocess.Popen(
             [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-i", str(scene), "-c:a", "flac",

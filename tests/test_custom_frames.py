@@ -307,3 +307,38 @@ def test_frame_head_beside_audioset_classes(frame_model: Path, esc10, tagger) ->
     mids = {e.mid for e in events}
     assert "custom:Chainsaw" in mids, events
     assert any(not m.startswith("custom:") for m in mids), events  # AudioSet classes too
+
+
+def test_listen_hears_custom_classes_as_detect_does(
+    tmp_path: Path, frame_model: Path, esc10, shared_dir: Path, tagger
+) -> None:
+    """``earmark listen --classes --exact`` on a stream gives ``detect --classes``'s events: the
+    frame head runs on a window of recent frames, delayed by its temporal context."""
+    from earmark.listen.detector import LiveDetector, LiveOptions
+    from earmark.pipeline import DetectOptions, process_file
+    from earmark.scoring import DEFAULT_MARGIN_FRAMES
+
+    fold5 = [
+        ForegroundClip(c.path, c.label) for c in esc10.clips if c.fold == 5 and c.label in CLASSES
+    ]
+    audio, _ = make_soundscape(
+        shared_dir / SOUNDS / "places/cafe.mp3", fold5, 40.0, (5, 5), (8.0, 15.0),
+        np.random.default_rng(21), allow_overlap=False, min_gap=1.5,
+    )  # fmt: skip
+    write_soundscape(tmp_path / "mix.wav", audio, [], 32000)
+    options = DetectOptions(classes=str(frame_model))
+    expected = process_file(tagger, tmp_path / "mix.wav", None, options).events
+    live = LiveDetector(tagger, options, LiveOptions(lookahead_frames=DEFAULT_MARGIN_FRAMES))
+    found = []
+    for i in range(0, len(audio), 3200):
+        found += [t.event for t in live.push(audio[i : i + 3200]).ended]
+    found += [t.event for t in live.finish().ended]
+
+    def near(a, b) -> bool:
+        return (
+            a.label == b.label and abs(a.onset - b.onset) <= 0.5 and abs(a.offset - b.offset) <= 0.5
+        )
+
+    assert len(expected) >= 3 and {e.label for e in expected} <= set(CLASSES)
+    assert all(any(near(e, f) for f in found) for e in expected), (expected, found)
+    assert all(any(near(f, e) for e in expected) for f in found), (expected, found)

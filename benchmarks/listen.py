@@ -215,7 +215,7 @@ def capacity(tagger, seconds: float, work: Path, counts: tuple[int, ...]) -> dic
     return {"seconds_per_trial": seconds, "rows": rows, "most_sources_kept_up": best}
 
 
-def memory(tagger, hours: float, block_frames: int) -> dict:
+def memory(tagger, hours: float, block_frames: int, checkpoint=None) -> dict:
     """Resident memory while one source hears ``hours`` of real recordings, fed at full speed
     (in blocks of ``block_frames``: what a block costs does not change what is kept, and larger
     blocks make a day of audio take minutes)."""
@@ -241,12 +241,15 @@ def memory(tagger, hours: float, block_frames: int) -> dict:
                          "window_frames": live.tracker.window_frames, "events": events}
                     )  # fmt: skip
                     print("memory", samples[-1])
+                    if checkpoint is not None:  # a run cut short still leaves its figures
+                        checkpoint({"hours": hours, "block_frames": block_frames,
+                                    "complete": False, "samples": samples})  # fmt: skip
                     next_mark += hour
             if fed >= hours * hour:
                 break
     events += len(live.finish().ended)
     seconds = time.perf_counter() - started
-    return {"hours": hours, "block_frames": block_frames,
+    return {"hours": hours, "block_frames": block_frames, "complete": True,
             "x_realtime": round(fed / 32000 / seconds, 1), "events": events,
             "samples": samples}  # fmt: skip
 
@@ -280,7 +283,12 @@ def main() -> dict:
                 counts = tuple(int(c) for c in args.counts.split(","))
                 value = capacity(tagger, args.capacity_seconds, Path(tmp), counts)
             else:
-                value = memory(tagger, args.hours, args.block)
+
+                def checkpoint(partial: dict, load: list = load) -> None:
+                    results["memory"] = {**partial, "load_average_at_start": load}
+                    save_result("listen", results)
+
+                value = memory(tagger, args.hours, args.block, checkpoint)
             results[part] = {**value, "load_average_at_start": load}
             save_result("listen", results)
     return results

@@ -61,7 +61,8 @@ def _same(a, b) -> bool:
 def lookahead_table(tagger) -> dict:
     """Agreement with detect and stream latency per look-ahead (see the module docstring)."""
     from earmark.audio import load
-    from earmark.listen.detector import LiveDetector, LiveOptions
+    from earmark.listen.detector import LiveDetector
+    from earmark.listen.options import LiveOptions
     from earmark.pipeline import DetectOptions, process_file
 
     files = _test_files()
@@ -134,8 +135,8 @@ def _loop_file(files: list[Path], seconds: float, out: Path) -> Path:
 
 def realtime_latency(tagger, seconds: float, work: Path) -> dict:
     """Wall-clock latency of a stream FFmpeg serves at real-time pace."""
-    from earmark.listen.detector import LiveOptions
     from earmark.listen.listener import Listener
+    from earmark.listen.options import LiveOptions
     from earmark.listen.sources import parse_source
     from earmark.pipeline import DetectOptions
     from earmark.scoring import DEFAULT_MARGIN_FRAMES
@@ -181,8 +182,8 @@ def realtime_latency(tagger, seconds: float, work: Path) -> dict:
 
 def capacity(tagger, seconds: float, work: Path, counts: tuple[int, ...]) -> dict:
     """How many real-time sources one machine keeps up with (lag under 1 s)."""
-    from earmark.listen.detector import LiveOptions
     from earmark.listen.listener import Listener
+    from earmark.listen.options import LiveOptions
     from earmark.listen.sources import parse_source
     from earmark.pipeline import DetectOptions
 
@@ -219,7 +220,8 @@ def memory(tagger, hours: float, block_frames: int, checkpoint=None) -> dict:
     """Resident memory while one source hears ``hours`` of real recordings, fed at full speed
     (in blocks of ``block_frames``: what a block costs does not change what is kept, and larger
     blocks make a day of audio take minutes)."""
-    from earmark.listen.detector import LiveDetector, LiveOptions
+    from earmark.listen.detector import LiveDetector
+    from earmark.listen.options import LiveOptions
     from earmark.pipeline import DetectOptions
 
     live = LiveDetector(tagger, DetectOptions(), LiveOptions(block_frames=block_frames))

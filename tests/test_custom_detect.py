@@ -181,7 +181,8 @@ def test_classify_cli_and_errors(tmp_path: Path, folds_1_4_model: Path, esc10) -
 
 
 def test_calibrated_thresholds_are_the_default(folds_1_4_model: Path, tagger) -> None:
-    from earmark.cli import _detect_overrides, build_parser
+    from earmark.cli import build_parser
+    from earmark.cli_options import detect_overrides
     from earmark.config import load_options
     from earmark.custom.provider import check_custom_options
     from earmark.events import scores_to_events
@@ -197,7 +198,7 @@ def test_calibrated_thresholds_are_the_default(folds_1_4_model: Path, tagger) ->
 
     def firing(*extra: str) -> set[str]:
         argv = ["detect", "x.wav", "-o", "out", "--classes", str(folds_1_4_model), *extra]
-        options = load_options(None, _detect_overrides(build_parser().parse_args(argv)))
+        options = load_options(None, detect_overrides(build_parser().parse_args(argv)))
         labels, post = check_custom_options(tagger, options)
         return {e.label for e in scores_to_events(scores, 0.32, labels, post)}
 

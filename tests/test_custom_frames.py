@@ -314,7 +314,8 @@ def test_listen_hears_custom_classes_as_detect_does(
 ) -> None:
     """``earmark listen --classes --exact`` on a stream gives ``detect --classes``'s events: the
     frame head runs on a window of recent frames, delayed by its temporal context."""
-    from earmark.listen.detector import LiveDetector, LiveOptions
+    from earmark.listen.detector import LiveDetector
+    from earmark.listen.options import LiveOptions
     from earmark.pipeline import DetectOptions, process_file
     from earmark.scoring import DEFAULT_MARGIN_FRAMES
 

@@ -22,9 +22,10 @@ from needs import missing
 from earmark.audio import load
 from earmark.boundaries import BandEnvelope, RefineOptions, refine_events
 from earmark.events import Event, PostprocessOptions, scores_to_events
-from earmark.listen.detector import LiveDetector, LiveOptions
+from earmark.listen.detector import LiveDetector
 from earmark.listen.listener import ClipWriter, Listener
 from earmark.listen.live_events import LiveEvent
+from earmark.listen.options import LiveOptions
 from earmark.listen.sources import parse_source, redact
 from earmark.listen.tracker import EventTracker
 from earmark.pipeline import DetectOptions, process_file

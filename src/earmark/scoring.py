@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from earmark.backends import BACKENDS, DEFAULT_BACKEND, BlockRunner, torch_runner
-from earmark.constants import FRAME_HOP
+from earmark.constants import FRAME_HOP, LIVE_BLOCK_FRAMES, LIVE_LOOKAHEAD_FRAMES
 from earmark.features import HOP_LENGTH, N_FFT, SAMPLE_RATE, LogMel, logmel_segment
 from earmark.model import TIME_STRIDE, MobileNet
 
@@ -53,12 +53,6 @@ windows, scores then differ from a single pass over the whole file by at most 2e
 192/32 (567 MB), which computes fewer margins but handles larger tensors."""
 MEL_PIECE = 1024
 """Log-mel frames computed per STFT call (10.24 s): the STFT's buffers stay small."""
-LIVE_BLOCK_FRAMES = 2
-"""Output frames per block when scoring a live stream (0.64 s): how often scores come."""
-LIVE_LOOKAHEAD_FRAMES = 12
-"""Context computed after each block of a live stream (3.84 s): latency against exactness. On
-the SED benchmark's test soundscapes, live events then reproduce 96 % of ``detect``'s (0.96 s:
-64 %; 7.68 s, the margin: 99 %), ``benchmarks/listen.py``."""
 DEFAULT_WINDOW = 2.0
 DEFAULT_WINDOW_BATCH = 32
 

@@ -26,7 +26,7 @@ SINKS_ENV = "EARMARK_LISTEN_SINKS"
 def add_parser(sub: Any) -> None:
     """Register ``earmark listen``."""
     from earmark.cli_options import add_event_options
-    from earmark.listen.detector import LiveOptions
+    from earmark.listen.options import LiveOptions
     from earmark.listen.sinks import SPEC_HELP
 
     defaults = LiveOptions()
@@ -107,7 +107,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _live_options(args: argparse.Namespace) -> Any:
-    from earmark.listen.detector import LiveOptions
+    from earmark.listen.options import LiveOptions
     from earmark.scoring import DEFAULT_MARGIN_FRAMES
 
     live = LiveOptions(
@@ -200,7 +200,7 @@ def cmd_listen(args: argparse.Namespace, argv: Sequence[str]) -> int:
         sys.stdout.write("\n")
     elif not args.quiet:
         _print_status(listener)
-    failed = [s for s in summary if s["last_error"] or (not s["ended"] and not stopping.is_set())]
+    failed = [s for s in summary if s["failed"] or (not s["ended"] and not stopping.is_set())]
     return EXIT_FAILED if failed else EXIT_OK
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,47 +22,15 @@ from earmark.boundaries import BandEnvelope
 from earmark.constants import FRAME_HOP, SAMPLE_RATE
 from earmark.events import Event
 from earmark.extensions import class_provider
-from earmark.listen.tracker import MAX_WINDOW_SECONDS, EventTracker, TrackedEvent, TrackerUpdate
+from earmark.listen.options import LiveOptions
+from earmark.listen.tracker import EventTracker, TrackedEvent, TrackerUpdate
 from earmark.pipeline import DetectOptions
-from earmark.scoring import LIVE_BLOCK_FRAMES, LIVE_LOOKAHEAD_FRAMES, FrameScores
+from earmark.scoring import FrameScores
 
 SAMPLES_PER_FRAME = round(FRAME_HOP * SAMPLE_RATE)
 CUSTOM_CONTEXT_FRAMES = 8
 """Frames of context a custom head gets on each side of a frame (its convolutions reach 6)."""
 SILENCE_DB = -120.0
-
-
-@dataclass
-class LiveOptions:
-    """How a live source is listened to (``earmark listen`` options), beside ``detect``'s.
-
-    * ``block_frames``: frames scored at a time (0.32 s each): how often scores arrive.
-    * ``lookahead_frames``: context computed after each block. Scores of a whole-file pass
-      need 24 (7.7 s); fewer make events come sooner and their scores differ more from
-      ``detect``'s (``benchmarks/listen.py`` measures both).
-    * ``level_gate_db``: events whose loudest 0.32 s frame is quieter than this (dBFS) are
-      dropped, like a volume gate; ``None``: no gate.
-    * ``started``: also emit a notice when an event begins.
-    * ``max_event``: seconds; a longer event is ended there (and goes on as a new one).
-    """
-
-    block_frames: int = LIVE_BLOCK_FRAMES
-    lookahead_frames: int = LIVE_LOOKAHEAD_FRAMES
-    level_gate_db: float | None = None
-    started: bool = False
-    max_event: float = MAX_WINDOW_SECONDS
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad option."""
-        if not 1 <= self.block_frames <= 96:
-            raise ValueError(f"block_frames must be 1-96, not {self.block_frames}")
-        if not 0 <= self.lookahead_frames <= 48:
-            raise ValueError(f"lookahead_frames must be 0-48, not {self.lookahead_frames}")
-        gate = self.level_gate_db
-        if gate is not None and not (math.isfinite(gate) and -120.0 <= gate <= 0.0):
-            raise ValueError(f"level gate must be -120..0 dBFS, not {gate}")
-        if not self.max_event >= 10.0:
-            raise ValueError(f"max_event must be at least 10 s, not {self.max_event}")
 
 
 class LiveDetector:

@@ -30,8 +30,9 @@ import numpy as np
 
 from earmark.backends import resolve_backend
 from earmark.constants import FRAME_HOP, SAMPLE_RATE
-from earmark.listen.detector import LiveDetector, LiveOptions
+from earmark.listen.detector import LiveDetector
 from earmark.listen.live_events import LiveEvent, utc_iso
+from earmark.listen.options import LiveOptions
 from earmark.listen.sources import Source, SourceError, open_audio
 from earmark.listen.tracker import TrackedEvent, TrackerUpdate
 from earmark.pipeline import DetectOptions
@@ -72,6 +73,8 @@ class SourceStatus:
     gaps: list[tuple[float, float]] = field(default_factory=list)
     """``(stream time, seconds)`` of every gap."""
     last_error: str | None = None
+    failed: bool = False
+    """Stopped for good on an error (a file that cannot be read, an unexpected failure)."""
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCIES_KEPT))
     """Seconds from each event's end in the stream to its emission."""
 
@@ -88,6 +91,7 @@ class SourceStatus:
             "events": dict(self.events),
             "gaps": [[round(a, 3), round(b, 3)] for a, b in self.gaps],
             "last_error": self.last_error,
+            "failed": self.failed,
             "latency_p50": None if lat is None else round(float(np.percentile(lat, 50)), 3),
             "latency_p95": None if lat is None else round(float(np.percentile(lat, 95)), 3),
         }
@@ -209,7 +213,7 @@ class Listener:
         try:
             self._listen(source, status)
         except Exception as exc:  # a thread must not die with a traceback
-            status.up, status.ended = False, True
+            status.up, status.ended, status.failed = False, True, True
             status.last_error = f"stopped: {type(exc).__name__}: {exc}"
             log.error("%s: %s", source.name, status.last_error)
 
@@ -243,7 +247,7 @@ class Listener:
             except SourceError as exc:
                 error = str(exc)
                 if not source.endless:  # a file that cannot be read will not get better
-                    status.last_error = error
+                    status.last_error, status.failed = error, True
                     log.error("%s: %s", source.name, error)
             with self._net_lock:
                 update = detector.finish()

@@ -5,6 +5,7 @@ FFmpeg serves at real-time pace, cut and started again mid-way."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from needs import missing
+from test_listen_sinks import Broker, Receiver, Subscriber
 
 from earmark.audio import load
 from earmark.boundaries import BandEnvelope, RefineOptions, refine_events
@@ -263,16 +265,24 @@ def health(port: int) -> tuple[int, dict]:
 
 
 def test_listen_to_a_stream_that_drops_and_returns(tagger, scene, ffmpeg, tmp_path):
-    """The stream is cut at 16 s of the scene (mid-way through the crying baby, 15-20 s) and
+    """Events go to a file, a local webhook receiver and a Mosquitto broker at once. The stream
+    is cut at 16 s of the scene (mid-way through the crying baby, 15-20 s) and
     served again from 19.84 s: events before the cut and after the return are detect's, shifted
     by the gap; none is reported twice; the health endpoint says when the source is down."""
     port, hport = free_port(), free_port()
+    (tmp_path / "mqtt").mkdir()
+    broker, receiver = Broker(tmp_path / "mqtt"), Receiver()
+    subscriber = Subscriber(broker.port, "earmark/#")
     server = serve(ffmpeg, scene, port)
     out = tmp_path / "events"
     cmd = [sys.executable, "-m", "earmark", "listen", f"cam=http://127.0.0.1:{port}/live.ogg",
-           "--exact", "--sink", f"file:{out}?format=jsonl", "--health-port", str(hport),
+           "--exact", "--sink", f"file:{out}?format=jsonl", "--sink", f"webhook:{receiver.url}",
+           "--sink", f"mqtt://127.0.0.1:{broker.port}/earmark", "--health-port", str(hport),
            "--json", "--threads", "1"]  # fmt: skip
-    listener = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "EARMARK_STATE_DIR": str(tmp_path / "state")}
+    listener = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # wait for 16 s of audio
@@ -304,10 +314,14 @@ def test_listen_to_a_stream_that_drops_and_returns(tagger, scene, ffmpeg, tmp_pa
         time.sleep(3)
         listener.send_signal(signal.SIGINT)
         stdout, stderr = listener.communicate(timeout=30)
+        time.sleep(1.0)  # the broker's last deliveries to the subscriber
     finally:
         for proc in (server, listener):
             if proc.poll() is None:
                 proc.kill()
+        subscriber.stop()
+        broker.stop()
+        receiver.stop()
     assert listener.returncode == 0, stderr
     assert "Traceback" not in stderr
     summary = json.loads(stdout)["sources"][0]
@@ -318,6 +332,11 @@ def test_listen_to_a_stream_that_drops_and_returns(tagger, scene, ffmpeg, tmp_pa
     assert lines and all(e["source"] == "cam" and e["kind"] == "ended" for e in lines)
     ids = [e["id"] for e in lines]
     assert len(ids) == len(set(ids))  # nothing twice
+    # the webhook and MQTT got the same events, each once (MQTT delivers at least once)
+    assert list(receiver.events) == [f"{i}:ended" for i in ids]
+    heard = [e["id"] for e in subscriber.events()]
+    assert sorted(set(heard)) == sorted(ids)
+    assert subscriber.of("/cam/status")[-1] == b"offline"
 
     # stream time -> scene time: before the cut as it is; after, minus the gap, plus 20 - cut
     heard_before = resumed = summary["gaps"][0][0]

@@ -218,9 +218,9 @@ def test_trained_frame_model_files(frame_model: Path) -> None:
     assert post.min_durations == {f"custom:{c}": det["filters"][c]["min_duration"] for c in CLASSES}
 
 
-def test_detect_finds_classes_in_held_out_mixture(
-    tmp_path: Path, frame_model: Path, esc10, shared_dir: Path
-) -> None:
+def held_out_mixture(esc10, shared_dir: Path, path: Path) -> tuple[np.ndarray, list]:
+    """40 s of a real cafe with five fold-5 clips of the classes (8-15 dB), written to ``path``;
+    the audio and its reference events."""
     fold5 = [
         ForegroundClip(c.path, c.label) for c in esc10.clips if c.fold == 5 and c.label in CLASSES
     ]
@@ -228,7 +228,14 @@ def test_detect_finds_classes_in_held_out_mixture(
         shared_dir / SOUNDS / "places/cafe.mp3", fold5, 40.0, (5, 5), (8.0, 15.0),
         np.random.default_rng(21), allow_overlap=False, min_gap=1.5,
     )  # fmt: skip
-    write_soundscape(tmp_path / "mix.wav", audio, [], 32000)
+    write_soundscape(path, audio, [], 32000)
+    return audio, refs
+
+
+def test_detect_finds_classes_in_held_out_mixture(
+    tmp_path: Path, frame_model: Path, esc10, shared_dir: Path
+) -> None:
+    _, refs = held_out_mixture(esc10, shared_dir, tmp_path / "mix.wav")
     done = _run("detect", str(tmp_path / "mix.wav"), "-o", str(tmp_path / "out"), "--classes",
                 str(frame_model), "-q")  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -319,14 +326,7 @@ def test_listen_hears_custom_classes_as_detect_does(
     from earmark.pipeline import DetectOptions, process_file
     from earmark.scoring import DEFAULT_MARGIN_FRAMES
 
-    fold5 = [
-        ForegroundClip(c.path, c.label) for c in esc10.clips if c.fold == 5 and c.label in CLASSES
-    ]
-    audio, _ = make_soundscape(
-        shared_dir / SOUNDS / "places/cafe.mp3", fold5, 40.0, (5, 5), (8.0, 15.0),
-        np.random.default_rng(21), allow_overlap=False, min_gap=1.5,
-    )  # fmt: skip
-    write_soundscape(tmp_path / "mix.wav", audio, [], 32000)
+    audio, _ = held_out_mixture(esc10, shared_dir, tmp_path / "mix.wav")
     options = DetectOptions(classes=str(frame_model))
     expected = process_file(tagger, tmp_path / "mix.wav", None, options).events
     live = LiveDetector(tagger, options, LiveOptions(lookahead_frames=DEFAULT_MARGIN_FRAMES))

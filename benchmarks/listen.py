@@ -29,7 +29,6 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -297,5 +296,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    threading.excepthook = lambda a: print("thread failed:", a.exc_value)
     main()

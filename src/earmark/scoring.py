@@ -427,11 +427,6 @@ class StreamScorer:
         scorer._mel_kept = (0, None)
 
     @property
-    def frames_done(self) -> int:
-        """Frames scored so far."""
-        return self._next
-
-    @property
     def samples_seen(self) -> int:
         """Samples pushed so far."""
         return self._buf.total

@@ -9,11 +9,11 @@ import re
 import threading
 from typing import Protocol, runtime_checkable
 
-from earmark.listen.live_events import LiveEvent
+from earmark.listen.live_events import KINDS, LiveEvent
 
 STAT_KEYS = ("delivered", "failed_attempts", "pending", "dropped")
 """Counters every sink reports in :meth:`Sink.stats` (more may follow them)."""
-EVENT_KINDS = {"all": frozenset({"started", "ended"}), "ended": frozenset({"ended"})}
+EVENT_KINDS = {"all": frozenset(KINDS), "ended": frozenset({"ended"})}
 """Values of a spec's ``events`` option: which kinds of :class:`LiveEvent` a sink passes on."""
 SAFE_NAME_MAX = 80
 """Longest file-name part made from a source name (a hash keeps longer ones apart)."""

@@ -133,9 +133,11 @@ class EventTracker:
         since the last call; the events this settled."""
         if start != self.frames:
             raise ValueError(f"frames must follow each other: got {start}, expected {self.frames}")
-        self._scores = np.concatenate([self._scores, np.asarray(scores, dtype=np.float32)])
         if envelope is not None and len(envelope):
             self._env = np.concatenate([self._env, envelope.astype(np.float16)])
+        if not len(scores):  # no new frame: nothing can have settled
+            return TrackerUpdate([], [])
+        self._scores = np.concatenate([self._scores, np.asarray(scores, dtype=np.float32)])
         return self._update(final=False)
 
     def finish(self, duration: float | None = None) -> TrackerUpdate:

@@ -46,7 +46,6 @@ of custom models). The detection path reaches it through the ``earmark.classes``
 
 OVERSIZE = {
     "earmark.audio": 655,
-    "earmark.evaluation.metrics": 750,
     "earmark.events": 620,
     "earmark.repeats.matching": 700,
 }

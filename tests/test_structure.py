@@ -35,6 +35,7 @@ CORE = {
     "earmark.signal_stats",
     "earmark.sounds",
     "earmark.tagger",
+    "earmark.waveform",
 }
 """The detection path: audio -> features -> model -> scoring -> events -> outputs."""
 
@@ -45,7 +46,6 @@ CUSTOM_IMPORTERS = {"earmark.cli", "earmark.service.routes.catalog"}
 of custom models). The detection path reaches it through the ``earmark.classes`` entry point."""
 
 OVERSIZE = {
-    "earmark.audio": 655,
     "earmark.events": 620,
     "earmark.repeats.matching": 700,
 }

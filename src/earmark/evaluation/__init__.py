@@ -8,6 +8,8 @@
 * :mod:`.tuning`: ``earmark tune``, post-processing chosen on annotated recordings;
 * :mod:`.soundscape` and :mod:`.synth`: strongly labelled soundscapes mixed from real
   recordings (``earmark synth``), to measure on.
+* :mod:`.soundscape_set`: the benchmark set of such soundscapes from the shared data (built by
+  the tests and ``benchmarks/sed``).
 
 The names of those three are importable from here (and from :mod:`.metrics`); they load on
 first use, so that the command line starts fast (the metrics pull in scipy).

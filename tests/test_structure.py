@@ -32,6 +32,7 @@ CORE = {
     "earmark.pipeline",
     "earmark.postprocessing",
     "earmark.preprocess",
+    "earmark.python_api",
     "earmark.scoring",
     "earmark.signal_stats",
     "earmark.sounds",

@@ -93,7 +93,7 @@ def build(per_background: int) -> tuple[list[Path], dict[str, list[str]]]:
 def sed_set() -> tuple[list[Path], dict[str, list[str]]]:
     """The ``test`` half of the SED benchmark's soundscapes (clean, noisy, household-low)."""
     if not (DEFAULT_OUT / "index.json").exists():
-        build_set(SHARED, DEFAULT_OUT)
+        build_set(SHARED, DEFAULT_OUT, log=print)
     index = load_index(DEFAULT_OUT)
     entries = [e for e in index["soundscapes"] if e["split"] == "test"]
     return [DEFAULT_OUT / e["file"] for e in entries], ignored_by_file(index)

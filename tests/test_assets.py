@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from earmark import assets
+from earmark import assets, downloads
 from earmark.assets import (
     ALLOW_UNPINNED_ENV,
     ASSETS,
@@ -58,9 +58,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv(CACHE_DIR_ENV, str(cache_root))
     for name in (MODEL_DIR_ENV, ALLOW_UNPINNED_ENV, OFFLINE_ENV):
         monkeypatch.delenv(name, raising=False)
-    assets._clear_memo()
+    downloads.clear_memo()
     yield cache_root
-    assets._clear_memo()
+    downloads.clear_memo()
 
 
 def _copy(src: Path, folder: Path, name: str | None = None) -> Path:
@@ -353,13 +353,13 @@ def test_verification_is_memoised(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model_dir: Path
 ) -> None:
     calls: list[Path] = []
-    real = assets.sha256_file
+    real = downloads.sha256_file
 
     def counting(path: str | Path) -> str:
         calls.append(Path(path))
         return real(path)
 
-    monkeypatch.setattr(assets, "sha256_file", counting)
+    monkeypatch.setattr(downloads, "sha256_file", counting)
     copy = _copy(model_dir / LABELS.filename, tmp_path / "m")
     monkeypatch.setenv(MODEL_DIR_ENV, str(copy.parent))
     for _ in range(3):

@@ -344,7 +344,7 @@ def test_detect_then_evaluate(tmp_path: Path, shared_dir: Path, model_dir: Path)
     src = SOUNDSCAPES
     names = ["test_clean_00", "test_clean_01"]
     if not all((src / f"{n}.wav").exists() for n in names):
-        from benchmarks.sed.soundscapes import build_set
+        from earmark.evaluation.soundscape_set import build_set
 
         build_set(shared_dir, tmp_path / "built", per_condition=1)
         wavs = sorted((tmp_path / "built").rglob("*.wav"))[:2]

@@ -28,7 +28,7 @@ def soundscapes(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     in the noise of one or two events."""
     if (CACHED_SET / "index.json").exists():
         return CACHED_SET
-    from benchmarks.sed.soundscapes import build_set
+    from earmark.evaluation.soundscape_set import build_set
 
     out = tmp_path_factory.mktemp("soundscapes")
     build_set(shared_dir, out, log=lambda *a: None)

@@ -28,8 +28,8 @@ except metadata.PackageNotFoundError:  # pragma: no cover - running from a sourc
 _EXPORTS = {
     "load_model": "earmark.tagger",
     "Tagger": "earmark.tagger",
-    "detect": "earmark.pipeline",
-    "frame_scores": "earmark.pipeline",
+    "detect": "earmark.python_api",
+    "frame_scores": "earmark.python_api",
     "run": "earmark.batch",
     "DetectOptions": "earmark.pipeline",
     "Event": "earmark.events",
@@ -60,7 +60,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from earmark.audio import AudioError
     from earmark.batch import run
     from earmark.events import Event, PostprocessOptions
-    from earmark.pipeline import DetectOptions, detect, frame_scores
+    from earmark.pipeline import DetectOptions
+    from earmark.python_api import detect, frame_scores
     from earmark.scoring import FrameScores, ScoringOptions
     from earmark.tagger import Tagger, load_model
 

@@ -1,7 +1,8 @@
 """Detection from one recording to written results: audio -> scores -> events -> outputs.
 
-:func:`detect` is the one-call Python API; :func:`process_file` detects in one file and writes
-its outputs, never raising for a bad file. :mod:`earmark.batch` runs it over many files.
+:func:`process_file` detects in one file and writes its outputs, never raising for a bad file;
+:mod:`earmark.batch` runs it over many files. The one-call Python API (``detect``,
+``frame_scores``) is :mod:`earmark.python_api`; both names are importable from here too.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from importlib import import_module
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from earmark import assets
-from earmark.audio import SAMPLE_RATE, AudioError, AudioReader, prepare_waveform
+from earmark.audio import SAMPLE_RATE, AudioError, AudioReader
 from earmark.boundaries import BandEnvelope, RefineOptions, refine_events
 from earmark.events import Event, PostprocessOptions, scores_to_events
 from earmark.extensions import class_provider
@@ -36,7 +38,7 @@ from earmark.outputs import (
 from earmark.preprocess import FileAnalysis, PreprocessOptions
 from earmark.scoring import FrameScores, ScoringOptions
 from earmark.signal_stats import SIGNAL_SUFFIX
-from earmark.tagger import Tagger, load_model
+from earmark.tagger import Tagger
 
 CHUNK_SECONDS = 10.0
 """Decoded audio per chunk: memory does not grow with file length."""
@@ -284,48 +286,6 @@ def events_from_scores(
     )
 
 
-def detect(
-    source: str | Path | np.ndarray,
-    sample_rate: int | None = None,
-    model: Tagger | str | None = None,
-    **options: object,
-) -> list[Event]:
-    """Detect sound events in a recording (a path, or an array with its ``sample_rate``).
-
-    Keyword options are those of :class:`~earmark.events.PostprocessOptions` (``threshold``,
-    ``thresholds``, ``off_threshold``, ``median_filter``, ``min_duration``, ``merge_gap``,
-    ``labels``, ``exclude``, ``group_by``), of :class:`~earmark.scoring.ScoringOptions`
-    (``method``, ``se_context``, ``pool``, ``window``, ``hop``, ...) and of
-    :class:`~earmark.boundaries.RefineOptions` (``refine=False`` keeps score-based boundaries,
-    ``level``, ``search_before``, ...).
-    """
-    tagger = model if isinstance(model, Tagger) else load_model(model or assets.DEFAULT_MODEL)
-    refine_keys = {f.name for f in dataclasses.fields(RefineOptions)}
-    # user values of any type: RefineOptions.validate() checks them
-    boundaries = RefineOptions(
-        **cast("dict[str, Any]", {k: options.pop(k) for k in list(options) if k in refine_keys})
-    )
-    boundaries.validate()
-    scoring, post = split_options(options)
-    envelope = BandEnvelope() if boundaries.refine else None
-    if isinstance(source, np.ndarray):
-        if sample_rate is None:
-            raise ValueError("give sample_rate with an array source")
-        audio = prepare_waveform(source, sample_rate)
-        scores = tagger.frame_scores(audio, scoring)
-        if envelope is not None:
-            envelope.update(audio)
-            envelope.finish()
-        name = "<array>"
-    else:
-        scores, _ = score_file(tagger, source, scoring, envelope=envelope)
-        name = str(source)
-    events = events_from_scores(tagger, scores, post, file=name)
-    if envelope is not None:
-        events = refine_events(events, envelope, boundaries, scores.duration)
-    return one_event_per_sound(tagger, events, post)
-
-
 def one_event_per_sound(
     tagger: Tagger, events: list[Event], options: PostprocessOptions
 ) -> list[Event]:
@@ -335,25 +295,6 @@ def one_event_per_sound(
     from earmark.sounds import join_related
 
     return join_related(events, tagger.ontology)
-
-
-def frame_scores(
-    source: str | Path | np.ndarray,
-    sample_rate: int | None = None,
-    model: Tagger | str | None = None,
-    **options: object,
-) -> FrameScores:
-    """Framewise class probabilities of a recording, with their time axis (``.times``, ``.hop``).
-
-    Keyword options are those of :class:`~earmark.scoring.ScoringOptions`.
-    """
-    tagger = model if isinstance(model, Tagger) else load_model(model or assets.DEFAULT_MODEL)
-    scoring, _ = split_options(options)
-    if isinstance(source, np.ndarray):
-        if sample_rate is None:
-            raise ValueError("give sample_rate with an array source")
-        return tagger.frame_scores(prepare_waveform(source, sample_rate), scoring)
-    return score_file(tagger, source, scoring)[0]
 
 
 def split_options(options: dict) -> tuple[ScoringOptions, PostprocessOptions]:
@@ -546,3 +487,11 @@ def default_threads(jobs: int = 1) -> int:
     cores, 1 torch thread + the decoding thread is 1.6x faster than 2 torch threads.
     """
     return max(1, (os.cpu_count() or 1) // max(jobs, 1) - 1)
+
+
+def __getattr__(name: str) -> Any:
+    # detect and frame_scores moved to earmark.python_api, which imports this module: loaded
+    # on first use only, like the names of the package (earmark/__init__.py)
+    if name in ("detect", "frame_scores"):
+        return getattr(import_module("earmark.python_api"), name)
+    raise AttributeError(f"module 'earmark.pipeline' has no attribute {name!r}")

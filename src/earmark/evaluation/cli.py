@@ -9,9 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from earmark.evaluation.metrics import (
-    load_label_map,
-)
+from earmark.evaluation.label_maps import load_label_map
 from earmark.evaluation.runs import evaluate, print_table, render_html
 
 __all__ = ["add_parser", "cmd_evaluate"]

@@ -324,7 +324,7 @@ def _clips_and_training(esc_clips, tagger, clip, frame, clip_seconds, frame_seco
     }
 
 
-def _evaluation_audio(esc_clips) -> tuple[dict, list]:
+def evaluation_audio(esc_clips) -> tuple[dict, list]:
     """The dev and test soundscapes ``(name, audio)`` with their reference events, and the
     open-set recordings."""
     from earmark.evaluation import RefEvent
@@ -343,7 +343,7 @@ def _evaluation_audio(esc_clips) -> tuple[dict, list]:
 
 def _evaluation_sets(tagger, esc_clips) -> tuple[dict, list]:
     """The scored dev and test soundscapes with their reference events, and the open set."""
-    sets, open_set = _evaluation_audio(esc_clips)
+    sets, open_set = evaluation_audio(esc_clips)
     scored = {split: (score_all(tagger, recs), refs) for split, (recs, refs) in sets.items()}
     return scored, score_all(tagger, open_set)
 
@@ -359,7 +359,7 @@ def _filed_design_row(esc_clips, backgrounds: Path, tmp: Path, results: dict) ->
     csv_path = filed_design.write_training_csv(clips, tmp / "filed-train.csv")
     cache = tmp / "filed-cache"  # cold, like the other rows
     seconds = filed_design.train(src, csv_path, backgrounds, tmp / "filed-model", cache)
-    sets, open_set = _evaluation_audio(esc_clips)
+    sets, open_set = evaluation_audio(esc_clips)
     found: dict = {}
     for part, recordings in [*((s, recs) for s, (recs, _) in sets.items()), ("open", open_set)]:
         found.update(

@@ -58,6 +58,32 @@ def split_groups(labels: list[str], classes: list[str], seed: int = 0) -> np.nda
     return groups
 
 
+def training_mixtures(classes: list[str]) -> tuple[list, list, object]:
+    """``(ESC-10 clips, training mixtures, detector config)``: the training clips of
+    ``custom_sed`` in ``train``'s five groups, mixed over its training backgrounds with its
+    other sounds, as ``earmark train --backgrounds --others`` mixes them by default."""
+    from earmark.custom.datasets import load_dataset
+    from earmark.custom.detector import DetectorConfig, training_recordings
+
+    esc = load_dataset(SHARED / "audio" / "esc10" / "esc10_meta.csv")
+    esc_clips = [(c.path, c.label, c.fold) for c in esc.clips]
+    clips = [(str(p), label) for p, label, fold in esc_clips if label in classes and fold <= 3]
+    groups = split_groups([label for _, label in clips], classes)
+    sounds = SHARED / "audio" / "backgrounds" / "sounds"
+    others = [Path(p) for p, label, fold in esc_clips if label in custom_sed.OTHERS and fold <= 3]
+    music, speech = custom_sed.music_and_speech("train")
+    config = DetectorConfig()
+    recordings, _ = training_recordings(
+        [(p, label, int(g)) for (p, label), g in zip(clips, groups, strict=True)],
+        GROUPS,
+        classes,
+        config,
+        [sounds / b for b in custom_sed.TRAIN_BACKGROUNDS],
+        [*others, *music, *speech],
+    )
+    return esc_clips, recordings, config
+
+
 def finetune_tail(middle, top, head, inputs, train, val, measure, epochs, weight_decay) -> dict:
     """LP-FT of the layers ``top`` (``middle``, between the cached inputs and ``top``, stays
     frozen) with a copy of the frozen row's ``head``; figures at the checkpoints and at the
@@ -153,13 +179,7 @@ def main() -> dict:
     import torch
 
     from earmark.boundaries import BandEnvelope
-    from earmark.custom.datasets import load_dataset
-    from earmark.custom.detector import (
-        DetectorConfig,
-        FrameData,
-        score_recordings,
-        training_recordings,
-    )
+    from earmark.custom.detector import FrameData, score_recordings
     from earmark.custom.frame_head import fit_frame_head
     from earmark.custom.postprocess import choose_thresholds, quality
     from earmark.scoring import DEFAULT_SE_CONTEXT, ScoringOptions
@@ -168,22 +188,7 @@ def main() -> dict:
     load = os.getloadavg()
     started = time.perf_counter()
     classes = list(custom_sed.CLASSES)
-    esc = load_dataset(SHARED / "audio" / "esc10" / "esc10_meta.csv")
-    esc_clips = [(c.path, c.label, c.fold) for c in esc.clips]
-    clips = [(str(p), label) for p, label, fold in esc_clips if label in classes and fold <= 3]
-    groups = split_groups([label for _, label in clips], classes)
-    sounds = SHARED / "audio" / "backgrounds" / "sounds"
-    others = [Path(p) for p, label, fold in esc_clips if label in custom_sed.OTHERS and fold <= 3]
-    music, speech = custom_sed.music_and_speech("train")
-    config = DetectorConfig()
-    recordings, _ = training_recordings(
-        [(p, label, int(g)) for (p, label), g in zip(clips, groups, strict=True)],
-        GROUPS,
-        classes,
-        config,
-        [sounds / b for b in custom_sed.TRAIN_BACKGROUNDS],
-        [*others, *music, *speech],
-    )
+    esc_clips, recordings, config = training_mixtures(classes)
     tagger = load_model(threads=2)
     net = copy.deepcopy(tagger.net)
     net.set_se_context(DEFAULT_SE_CONTEXT)
@@ -199,7 +204,7 @@ def main() -> dict:
     lowest = min(tails)
     inputs = {r.name: below(r.audio, lowest) for r in recordings}
     data = score_recordings(recordings, tagger, classes)
-    sets, _ = custom_sed._evaluation_audio(esc_clips)
+    sets, _ = custom_sed.evaluation_audio(esc_clips)
     scorer = tagger.scorer(ScoringOptions(features=True))
     evaluation: dict[str, list[FrameData]] = {}
     for split, (recs, refs) in sets.items():

@@ -47,10 +47,12 @@ def detect_events(
     refine: bool = True,
     memo: dict | None = None,
     filters: tuple[dict[str, float], dict[str, float]] | None = None,
+    hop: float = FRAME_HOP,
 ) -> list[RefEvent]:
-    """Events of one recording from the head's frame scores, post-processed as ``detect``
-    does (median filter, hysteresis, gap merging, boundary refinement); ``filters`` are
-    per-class ``(median filters, minimum durations)`` in seconds (default: ``detect``'s).
+    """Events of one recording from the head's frame scores (one row every ``hop`` seconds),
+    post-processed as ``detect`` does (median filter, hysteresis, gap merging, boundary
+    refinement); ``filters`` are per-class ``(median filters, minimum durations)`` in seconds
+    (default: ``detect``'s).
 
     ``memo`` (a dict kept across calls) remembers each event's refined boundaries: a threshold
     search meets the same score-based events many times, and refinement is the costly step.
@@ -67,7 +69,7 @@ def detect_events(
     else:
         post = PostprocessOptions(threshold=float(thresholds), **extra)
     events = scores_to_events(
-        probs, FRAME_HOP, labels, post, file=data.name, duration=data.duration
+        probs, hop, labels, post, file=data.name, duration=data.duration
     )
     if refine and events:
         envelope = BandEnvelope.from_levels(data.envelope)
@@ -93,7 +95,10 @@ def event_f1_by_class(
 
 
 def choose_thresholds(
-    probs: Sequence[np.ndarray], data: Sequence[Any], classes: Sequence[str]
+    probs: Sequence[np.ndarray],
+    data: Sequence[Any],
+    classes: Sequence[str],
+    hop: float = FRAME_HOP,
 ) -> tuple[dict[str, float], dict[str, float], list[str]]:
     """Per class, the grid threshold with the best event F1 on these recordings. The grid is
     searched coarse to fine: every other value, then the two neighbours of each class's best
@@ -108,7 +113,7 @@ def choose_thresholds(
         found = [
             e
             for p, d in zip(probs, data, strict=True)
-            for e in detect_events(p, d, labels, per_class, memo=memo)
+            for e in detect_events(p, d, labels, per_class, memo=memo, hop=hop)
         ]
         f1 = event_f1_by_class(reference, found, classes)
         return {c: 0.0 if np.isnan(f1[c]) else f1[c] for c in classes}
@@ -296,9 +301,11 @@ def quality(
     data: Sequence[Any],
     classes: Sequence[str],
     thresholds: Sequence[dict[str, float]],
+    hop: float = FRAME_HOP,
 ) -> dict:
     """Event F1 (0.2 s collars), segment F1 (1 s) and PSDS1 of detections on ``data``, each
-    recording post-processed with its own thresholds; per class and overall."""
+    recording post-processed with its own thresholds; per class and overall. ``probs`` have
+    one row every ``hop`` seconds."""
     from earmark.evaluation.psds import PSDS1, FileScores, psds
 
     labels = custom_labels(classes)
@@ -306,7 +313,7 @@ def quality(
     found = [
         e
         for p, d, t in zip(probs, data, thresholds, strict=True)
-        for e in detect_events(p, d, labels, t)
+        for e in detect_events(p, d, labels, t, hop=hop)
     ]
     ev = event_based_metrics(reference, found, EVENT_COLLAR, OFFSET_SHARE, labels=list(classes))
     seg = segment_based_metrics(
@@ -320,7 +327,7 @@ def quality(
     psds1 = float("nan")
     if present:
         scores = {
-            d.name: FileScores(p.astype(np.float64), FRAME_HOP, list(classes), d.duration)
+            d.name: FileScores(p.astype(np.float64), hop, list(classes), d.duration)
             for p, d in zip(probs, data, strict=True)
         }
         psds1 = float(psds(reference, scores, PSDS1, classes=present)["psds"])

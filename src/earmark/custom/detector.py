@@ -325,6 +325,7 @@ def training_recordings(
     others: Sequence[Path] = (),
     labelled: Sequence[str | Path] = (),
     log: Log | None = None,
+    reviews: Sequence[str | Path] = (),
 ) -> tuple[list[TrainingRecording], dict]:
     """Every recording the frame head learns from: mixtures of ``clips`` (``(path, label,
     group)``) over ``backgrounds`` with ``others`` as distractors, and the user's labelled
@@ -332,7 +333,7 @@ def training_recordings(
     from earmark.audio import AudioError
     from earmark.audio import load as load_audio
     from earmark.custom.mixtures import LabelledEvent, build_mixtures
-    from earmark.custom.strong_labels import canonical_label, load_labelled
+    from earmark.custom.strong_labels import canonical_label, load_labelled, load_reviewed
 
     say = log or (lambda _m: None)
     bg_audio = []
@@ -358,6 +359,7 @@ def training_recordings(
         )
         description["labelled_recordings"] = 0
     found = load_labelled(labelled, classes) if labelled else []
+    found += load_reviewed(reviews, classes)[0] if reviews else []
     if found:
         for i, (rec, audio) in enumerate(found):
             duration = len(audio) / 32000
@@ -379,7 +381,9 @@ def training_recordings(
         description["labelled_recordings"] = len(found)
         description["labelled_events"] = sum(len(r.events) for r, _ in found)
     if not recordings:
-        raise ValueError("the frame-level detector needs --backgrounds or --labelled recordings")
+        raise ValueError(
+            "the frame-level detector needs --backgrounds, --labelled or --from-reviews recordings"
+        )
     return recordings, description
 
 
@@ -395,6 +399,7 @@ def train_frame_detector(
     labelled: Sequence[str | Path] = (),
     log: Log | None = None,
     progress: Callable[[int, int, int], None] | None = None,
+    reviews: Sequence[str | Path] = (),
 ) -> dict:
     """The detection half of ``earmark train``: build and score the training recordings,
     cross-validate and fit the frame head, save ``frame_head.pt`` and return the metrics and
@@ -405,7 +410,7 @@ def train_frame_detector(
     say = log or (lambda _m: None)
     started = time.perf_counter()
     recordings, description = training_recordings(
-        clips, n_groups, classes, config, backgrounds, others, labelled, say
+        clips, n_groups, classes, config, backgrounds, others, labelled, say, reviews
     )
     say(
         f"frame-level detector: {description['mixtures']} mixtures of {config.mixtures.seconds:g} s"

@@ -227,6 +227,11 @@ class ReviewStore:
             fh.seek(-1, os.SEEK_END)
             return fh.read(1) == b"\n"
 
+    def refresh(self) -> None:
+        """Read the decisions other processes appended since (e.g. a second server)."""
+        with self._locked():
+            self._catch_up()
+
     # ------------------------------------------------------------------ outputs
     def save(self) -> None:
         """Write ``state.json`` and the exports (atomically; both are rebuilt from the

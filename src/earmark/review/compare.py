@@ -36,16 +36,20 @@ def compare_runs(old: Run, new: Run, items: Sequence[Item] = ()) -> dict[str, An
     """New, removed and relabelled events of ``new`` against ``old``, and how ``new`` agrees
     with the reviewed ``items`` (positives found again, rejected detections gone)."""
     new_left = list(new.detections)
-    removed, relabelled, unchanged = [], [], 0
-    for d in old.detections:
+    unmatched, removed, relabelled, unchanged = [], [], [], 0
+    for d in old.detections:  # first the same sound with the same label
+        m = _match(d, [n for n in new_left if n.label == d.label])
+        if m is None:
+            unmatched.append(d)
+        else:
+            new_left.remove(m)
+            unchanged += 1
+    for d in unmatched:  # then the same sound under another label
         m = _match(d, new_left)
         if m is None:
             removed.append(_row(d))
-            continue
-        new_left.remove(m)
-        if m.label == d.label:
-            unchanged += 1
         else:
+            new_left.remove(m)
             relabelled.append(_row(d, m.label))
     positives = [i for i in items if i.status in POSITIVE]
     rejected = [i for i in items if i.status == "rejected"]

@@ -43,9 +43,10 @@ CUSTOM_IMPORTERS = {"earmark.cli", "earmark.service.routes.catalog"}
 of custom models). The detection path reaches it through the ``earmark.classes`` entry point."""
 
 REVIEW = "earmark.review"
-"""The review wing (``earmark review``): imported only by the command line; the custom wing
-reads the files it writes (``train --from-reviews``) and never imports it."""
-REVIEW_IMPORTERS = {"earmark.cli"}
+"""The review wing (``earmark review``): imported only by the command line and the service's
+review routes; the custom wing reads the files it writes (``train --from-reviews``) and never
+imports it."""
+REVIEW_IMPORTERS = {"earmark.cli", "earmark.service.routes.review"}
 
 OVERSIZE = {
     "earmark.assets": 900,

@@ -121,6 +121,25 @@ def load_run(root: str | Path) -> Run:
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise RunError(f"{path}: unreadable events ({exc})") from None
     default, per_class, custom = _thresholds(root)
+    return run_from_rows(root, rows, _durations(root), default, per_class, custom, str(path))
+
+
+def run_from_rows(
+    root: Path,
+    rows: list[Any],
+    durations: dict[str, float],
+    default: float = DEFAULT_THRESHOLD,
+    per_class: dict[str, float] | None = None,
+    custom: dict[str, float] | None = None,
+    where: str = "events",
+) -> Run:
+    """A run from event rows as ``events.json`` holds them (``earmark.events.Event.to_dict``),
+    e.g. a service job's; its reviews go to ``root/reviews``.
+
+    Raises:
+        RunError: a malformed row (``where`` names its source).
+    """
+    per_class, custom = per_class or {}, custom or {}
     detections: list[Detection] = []
     seen: set[str] = set()
     for n, row in enumerate(rows, start=1):
@@ -134,9 +153,11 @@ def load_run(root: str | Path) -> Run:
                 for a in row.get("alternatives") or ()
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise RunError(f"{path}: event {n} is malformed ({exc})") from None
+            raise RunError(f"{where}: event {n} is malformed ({exc})") from None
         if not (math.isfinite(onset) and math.isfinite(offset)):
-            raise RunError(f"{path}: event {n} has no finite onset/offset")
+            raise RunError(f"{where}: event {n} has no finite onset/offset")
+        if not math.isfinite(peak):
+            peak = 0.0
         is_custom = mid.startswith(CUSTOM_MID_PREFIX)
         name = mid[len(CUSTOM_MID_PREFIX) :] if is_custom else label
         threshold = (custom.get(name) if is_custom else None) or per_class.get(label) or default
@@ -147,7 +168,6 @@ def load_run(root: str | Path) -> Run:
         detections.append(
             Detection(ident, file, label, onset, offset, peak, threshold, is_custom, alternatives)
         )
-    durations = _durations(root)
     files = sorted({d.file for d in detections} | set(durations))
     classes = sorted({d.label for d in detections} | set(custom))
     return Run(root, detections, files, classes, durations)

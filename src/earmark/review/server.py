@@ -52,41 +52,8 @@ class ReviewApp:
         self.files = store.run.files
 
     def state(self, order: str = "queue") -> dict[str, Any]:
-        """Everything the page shows (see the module docstring)."""
-        store = self.store
-        store.refresh()
-        durations = store.run.durations
-        items = [i.public() for i in list(store.items.values())]
-        detections = store.run.detections
-        prio = priorities(detections, store.reviewed_per_class())
-        if order == "random":
-            ids = random_order(detections, 0)
-        else:
-            ids = [p.id for p in prio]
-        known = set(ids)
-        ids += [i["id"] for i in items if i["id"] not in known]  # added in free mode
-        return {
-            "run": str(store.run.root),
-            "user": self.user,
-            "files": [
-                {
-                    "index": n,
-                    "path": f,
-                    "name": Path(f).name,
-                    "duration": durations.get(f),
-                }
-                for n, f in enumerate(self.files)
-            ],
-            "classes": sorted({*store.run.classes, *(i["label"] for i in items)}),
-            "items": items,
-            "order": ids,
-            "priorities": {p.id: p.as_dict() for p in prio},
-            "detections": {d.id: {"peak": d.peak, "threshold": d.threshold} for d in detections},
-            "counts": store.counts(),
-            "warnings": store.warnings,
-            "roll": ROLL,
-            "compare": self.compare is not None,
-        }
+        """Everything the page shows (see :func:`page_state`)."""
+        return {**page_state(self.store, order, self.user), "compare": self.compare is not None}
 
     def decide(self, body: dict[str, Any]) -> dict[str, Any]:
         """Apply a decision from the page; ``file`` may be given as an index."""
@@ -105,6 +72,35 @@ class ReviewApp:
             return self.files[n], max(0.0, start), end
         except (KeyError, IndexError, ValueError):
             raise MediaError("give file (an index of the run's files), start and end") from None
+
+
+def page_state(store: ReviewStore, order: str = "queue", user: str = "") -> dict[str, Any]:
+    """The run, its files and classes, every event's state, the queue order (``queue`` or
+    ``random``) with each detection's priority, per-class counts and the journal's warnings."""
+    store.refresh()
+    durations = store.run.durations
+    items = [i.public() for i in list(store.items.values())]
+    detections = store.run.detections
+    prio = priorities(detections, store.reviewed_per_class())
+    ids = random_order(detections, 0) if order == "random" else [p.id for p in prio]
+    known = set(ids)
+    ids += [i["id"] for i in items if i["id"] not in known]  # added in free mode
+    return {
+        "run": str(store.run.root),
+        "user": user,
+        "files": [
+            {"index": n, "path": f, "name": Path(f).name, "duration": durations.get(f)}
+            for n, f in enumerate(store.run.files)
+        ],
+        "classes": sorted({*store.run.classes, *(i["label"] for i in items)}),
+        "items": items,
+        "order": ids,
+        "priorities": {p.id: p.as_dict() for p in prio},
+        "detections": {d.id: {"peak": d.peak, "threshold": d.threshold} for d in detections},
+        "counts": store.counts(),
+        "warnings": store.warnings,
+        "roll": ROLL,
+    }
 
 
 def make_handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 from servers import ALICE, BOB, Server, stop, wait_job
-from test_web import embedded_env
+from test_web import chromium_page, embedded_env
 
 from earmark.evaluation import load_reference
 
@@ -73,6 +73,30 @@ def test_review_per_key_with_audit(
         )
         journal = alice.get(f"{url}/journal.jsonl").text.splitlines()
         assert len(journal) == 4 and all('"user": "alice (key ' in line for line in journal)
+
+        # sound and spectrogram of a stretch, for the owner only
+        snippet = {"file": 0, "start": 1.0, "end": 3.0}
+        wav = alice.get(f"{url}/snippet", params=snippet)
+        assert wav.status_code == 200 and wav.content[:4] == b"RIFF"
+        png = alice.get(f"{url}/snippet", params={**snippet, "kind": "spectrogram"})
+        assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+        assert bob.get(f"{url}/snippet", params=snippet).status_code == 404
+
+        # the same review page, served for the job, with the key the service page keeps
+        with chromium_page(viewport={"width": 1280, "height": 900}) as page:
+            page.goto(server.url + "/")
+            page.evaluate(f"localStorage.setItem('earmark.key', '{ALICE}')")
+            page.goto(f"{server.url}/review/?job={job['id']}")
+            page.wait_for_selector("#card[data-id^='d']")
+            ident = page.get_attribute("#card", "data-id")
+            assert ident not in (first, second)  # the first unreviewed one
+            page.keyboard.press("r")
+            page.wait_for_selector(f'#queue li[data-id="{ident}"][data-status="rejected"]')
+            page.wait_for_function("document.querySelector('#spec').naturalWidth > 0")
+            page.screenshot(path=str(artifacts / "review-job-page.png"), full_page=True)
+        assert next(i for i in alice.get(url).json()["items"] if i["id"] == ident)["status"] == (
+            "rejected"
+        )
     finally:
         stop(server.proc)
     text = log.read_text()

@@ -10,10 +10,34 @@ let items = {}; // id -> item
 let pos = 0; // index into S.order
 let edit = null; // {onset, offset} being dragged or moved with the keys
 let saveTimer = null;
+// served by `earmark review` (/api/...) or by the service for one job (?job=ID, with its key)
+const JOB = new URLSearchParams(location.search).get("job");
+const BASE = JOB ? "/v1/jobs/" + encodeURIComponent(JOB) + "/review" : "";
+const KEY = JOB ? localStorage.getItem("earmark.key") || "" : "";
+const URLS = JOB ? {
+  state: BASE + "?order=", decide: BASE, media: (kind, q) => BASE + "/snippet?kind=" + kind + "&" + q,
+  export: (name) => BASE + "/" + name,
+} : {
+  state: "/api/state?order=", decide: "/api/decide",
+  media: (kind, q) => "/api/" + (kind === "audio" ? "audio" : "spectrogram") + "?" + q,
+  export: (name) => "/api/export/" + name,
+};
+
+function auth() { return KEY ? {Authorization: "Bearer " + KEY} : {}; }
+
+// <img> and <audio> send no key: with one, fetch the media and show it from a blob URL
+async function setMedia(el, url) {
+  if (!KEY) { el.src = url; return; }
+  if (el.dataset.blob) URL.revokeObjectURL(el.dataset.blob);
+  const res = await fetch(url, {headers: auth()});
+  el.dataset.blob = res.ok ? URL.createObjectURL(await res.blob()) : "";
+  el.src = el.dataset.blob;
+}
 
 async function api(path, body) {
-  const options = body === undefined ? {} : {
-    method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
+  const options = body === undefined ? {headers: auth()} : {
+    method: "POST", headers: Object.assign({"Content-Type": "application/json"}, auth()),
+    body: JSON.stringify(body),
   };
   const res = await fetch(path, options);
   const data = await res.json();
@@ -29,7 +53,8 @@ function warn(text, kind) {
 }
 
 async function load() {
-  S = await api("/api/state?order=" + $("order").value);
+  S = await api(URLS.state + $("order").value);
+  for (const a of document.querySelectorAll("#exports a")) a.href = URLS.export(a.dataset.name);
   items = {};
   for (const it of S.items) items[it.id] = it;
   $("run").textContent = S.run;
@@ -78,8 +103,8 @@ function render() {
     + ", few reviewed " + p.rarity : "";
   const [ws, we] = windowOf(it);
   const q = "file=" + fileIndex(it.file) + "&start=" + ws.toFixed(3) + "&end=" + we.toFixed(3);
-  $("spec").src = "/api/spectrogram?" + q;
-  $("player").src = "/api/audio?" + q;
+  setMedia($("spec"), URLS.media("spectrogram", q));
+  setMedia($("player"), URLS.media("audio", q));
   drawBox(it.onset, it.offset);
   renderTimeline(it);
 }
@@ -152,7 +177,7 @@ function timelineDuration(path) {
 async function decide(body, advance) {
   const it = current();
   try {
-    const res = await api("/api/decide", Object.assign({id: it.id, base: it.version}, body));
+    const res = await api(URLS.decide, Object.assign({id: it.id, base: it.version}, body));
     items[res.item.id] = res.item;
     S.counts = res.counts;
     if (res.warning) warn(res.warning, "conflict");
@@ -290,7 +315,7 @@ $("free-form").onsubmit = async (ev) => {
   const label = $("free-label").value.trim();
   if (!label || !selection) return;
   try {
-    const res = await api("/api/decide", {
+    const res = await api(URLS.decide, {
       op: "add", file: fileIndex(current().file), label: label,
       onset: +selection.onset.toFixed(3), offset: +selection.offset.toFixed(3),
     });
@@ -326,5 +351,17 @@ async function showCompare() {
   p.textContent = c.advice;
   $("compare-body").appendChild(p);
 }
+
+// downloads with the key: fetch, then save from a blob URL
+document.querySelector("#exports").addEventListener("click", async (ev) => {
+  if (!KEY || ev.target.tagName !== "A") return;
+  ev.preventDefault();
+  const res = await fetch(ev.target.href, {headers: auth()});
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(await res.blob());
+  a.download = ev.target.dataset.name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 5000);
+});
 
 load().catch((e) => warn("cannot load the review: " + e.message, "error"));

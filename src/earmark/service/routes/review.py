@@ -4,10 +4,11 @@ key all of them), every decision audited (the journal keeps the key and the time
 the ``earmark.service.audit`` log says who changed what)."""
 
 import logging
+from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import Response
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
 from earmark.service.deps import Caller, DatabaseDep, Principal, StorageDep, load_job
@@ -20,7 +21,13 @@ REVIEW_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     409: {"model": Problem, "description": "the job has not finished"},
 }
-EXPORTS = ("labels.tsv", "negatives.tsv", "regions.tsv", "journal.jsonl")
+PAGE_DIR = Path(__file__).resolve().parents[2] / "review" / "static"
+"""``earmark review``'s page, served at ``/review/?job=ID`` for a job."""
+PAGE_FILES = {
+    "": ("review.html", "text/html"),
+    "review.js": ("review.js", "text/javascript"),
+    "review.css": ("review.css", "text/css"),
+}
 
 
 class Decision(BaseModel):
@@ -106,6 +113,55 @@ def review_decide(
         item.offset, f" (conflict: {warning})" if warning else "",
     )  # fmt: skip
     return {"item": item.public(), "warning": warning, "counts": store.counts()}
+
+
+@router.get(
+    "/v1/jobs/{job_id}/review/snippet",
+    tags=["review"],
+    responses={
+        **REVIEW_ERRORS,
+        400: {"model": Problem, "description": "a bad stretch"},
+        200: {"content": {"audio/wav": {}, "image/png": {}}},
+    },
+)
+def review_snippet(
+    job_id: str,
+    who: Caller,
+    db: DatabaseDep,
+    storage: StorageDep,
+    file: int = Query(ge=0, le=100000),
+    start: float = Query(ge=0, le=1e6),
+    end: float = Query(gt=0, le=1e6),
+    kind: Literal["audio", "spectrogram"] = "audio",
+) -> Response:
+    """A stretch of one of the job's files (``file``: its index among the review's files) as a
+    16 kHz WAV, or the picture of its log-mel spectrogram (PNG), for the review page."""
+    from earmark.review.media import AudioCache, MediaError, spectrogram_png, wav_bytes
+
+    names = _store(job_id, who, db, storage).run.files  # the page's file indices
+    with db.session() as session:
+        stored = {f.name: f.stored for f in load_job(session, job_id, who).files}
+    if file >= len(names):
+        raise HTTPException(400, f"job {job_id} has no file {file}")
+    path = storage.audio_path(job_id, stored[names[file]])
+    if not path.is_file():
+        raise HTTPException(404, "the audio of this file is no longer stored")
+    try:
+        samples = AudioCache(1).cut(str(path), start, end)
+    except MediaError as exc:
+        raise HTTPException(400, str(exc).replace(str(path), names[file])) from None
+    if kind == "audio":
+        return Response(wav_bytes(samples), media_type="audio/wav")
+    return Response(spectrogram_png(samples), media_type="image/png")
+
+
+@router.get("/review/{name:path}", include_in_schema=False)
+def review_page(name: str) -> FileResponse:
+    """The review page (``/review/?job=ID``) and its script and style."""
+    if name not in PAGE_FILES:
+        raise HTTPException(404, "no such page")
+    file, kind = PAGE_FILES[name]
+    return FileResponse(PAGE_DIR / file, media_type=kind)
 
 
 @router.get(

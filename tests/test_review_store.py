@@ -133,3 +133,21 @@ def test_queue_puts_uncertain_and_rare_first(review_run: Path) -> None:
     later = {p.id: p for p in priorities(run.detections, {label: 10})}
     assert later[run.detections[0].id].rarity < top[run.detections[0].id].rarity
     assert sorted(random_order(run.detections, 1)) == sorted(d.id for d in run.detections)
+
+
+def test_reviews_outlive_a_new_detection_of_the_run(review_run: Path) -> None:
+    run, (a, b, *_) = first_events(review_run)
+    store = ReviewStore(run)
+    store.decide({"op": "accept", "id": a.id})
+    store.decide({"op": "relabel", "id": b.id, "label": "Cat"})
+    data = json.loads((review_run / "events.json").read_text())
+    data["events"] = data["events"][2:]  # e.g. detect --overwrite with other options
+    (review_run / "events.json").write_text(json.dumps(data))
+    again = ReviewStore(load_run(review_run))
+    assert again.orphans == {a.id, b.id}
+    assert "no longer detections" in again.warnings[0] and len(again.warnings) == 1
+    assert (again.items[a.id].status, again.items[a.id].onset) == ("accepted", a.onset)
+    assert (again.items[b.id].status, again.items[b.id].label) == ("corrected", "Cat")
+    again.save()
+    labels = {(e.label, e.onset) for e in read_label_file(review_run / "reviews" / "labels.tsv")}
+    assert {(a.label, round(a.onset, 3)), ("Cat", round(b.onset, 3))} <= labels

@@ -58,6 +58,9 @@ class ReviewStore:
         self.items: dict[str, Item] = {}
         self.warnings: list[str] = []
         """Problems met reading the journal (bad lines, events no longer in the run)."""
+        self.orphans: set[str] = set()
+        """Reviewed events that are no longer detections of the run (it was detected again);
+        their decisions still count, on the event as it was."""
         self._offset = 0
         self._line = 0
         self._lock = threading.Lock()
@@ -73,6 +76,12 @@ class ReviewStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         with self._locked():
             self._catch_up()
+        if self.orphans:
+            self.warnings.append(
+                f"{len(self.orphans)} reviewed event(s) are no longer detections of "
+                f"{run.root} (it was detected again); their decisions are kept, on the events "
+                "as they were"
+            )
 
     # ------------------------------------------------------------------ reading
     @contextlib.contextmanager
@@ -130,7 +139,17 @@ class ReviewStore:
             )
             self.items[ident] = item
         elif ident not in self.items:
-            raise ReviewError(f"decision on {ident!r}, which is not an event of this run")
+            seen = entry.get("event")
+            if not isinstance(seen, dict):
+                raise ReviewError(f"decision on {ident!r}, which is not an event of this run")
+            try:  # the run was detected again: the decision stands on the event it was about
+                self.items[ident] = Item(
+                    ident, str(seen["file"]), str(seen["label"]), float(seen["onset"]),
+                    float(seen["offset"]), original=dict(seen),
+                )  # fmt: skip
+            except (KeyError, TypeError, ValueError):
+                raise ReviewError(f"decision on {ident!r}: unreadable event") from None
+            self.orphans.add(ident)
         item = self.items[ident]
         warning = None
         base = entry.get("base")
@@ -205,6 +224,10 @@ class ReviewStore:
         with self._locked():
             self._catch_up()  # another process may have written since
             self._check(entry)
+            target = self.items.get(str(entry.get("id")))
+            if entry["op"] != "add" and target is not None and target.original:
+                # what the decision is about, should the run be detected again
+                entry["event"] = {"file": target.file, **target.original}
             line = json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n"
             if self.journal.exists() and not self._ends_with_newline():
                 with open(self.journal, "ab") as fh:  # a torn last line: never glue onto it

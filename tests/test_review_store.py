@@ -151,3 +151,24 @@ def test_reviews_outlive_a_new_detection_of_the_run(review_run: Path) -> None:
     again.save()
     labels = {(e.label, e.onset) for e in read_label_file(review_run / "reviews" / "labels.tsv")}
     assert {(a.label, round(a.onset, 3)), ("Cat", round(b.onset, 3))} <= labels
+
+
+def test_disagreement_between_audioset_and_custom_classes() -> None:
+    from earmark.review.queue import disagreements
+    from earmark.review.run import Detection
+
+    def det(ident: str, label: str, onset: float, custom: bool, alts=()) -> Detection:
+        return Detection(ident, "a.wav", label, onset, onset + 1.0, 0.5, 0.3, custom, alts)
+
+    found = [
+        det("c1", "Dog bark", 0.0, True),  # the AudioSet model hears something there too
+        det("a1", "Dog", 0.2, False),
+        det("c2", "Rooster", 5.0, True),  # nothing from AudioSet: they disagree
+        det("a2", "Speech", 9.0, False, (("Conversation", 0.45),)),  # no custom event either
+    ]
+    got = disagreements(found)
+    assert got == {"c1": 0.0, "a1": 0.0, "c2": 1.0, "a2": 1.0}
+    only_audioset = disagreements([d for d in found if not d.custom])
+    assert only_audioset == {"a1": 0.0, "a2": 0.5}  # a close alternative label
+    order = [p.id for p in priorities(found, {})]
+    assert order.index("c2") < order.index("c1")

@@ -135,3 +135,45 @@ def test_train_from_a_run_without_reviews_says_what_to_do(
     assert code == 2
     assert f"{review_run}: no reviews" in err and f"earmark review {review_run}" in err
     assert "Traceback" not in err and not (tmp_path / "m").exists()
+
+
+def test_retrain_from_the_page_reports_a_failed_training(review_run: Path, tmp_path: Path) -> None:
+    import time
+
+    from earmark.review.retrain import Retrainer, train_command
+    from earmark.review.store import ReviewError
+
+    with pytest.raises(ReviewError, match="earmark train"):
+        train_command("detect x.wav -o out")
+    with pytest.raises(ReviewError, match="-o MODEL_DIR"):
+        train_command("earmark train clips.csv")
+    assert train_command("earmark train c.csv -o m --negatives")[1] == Path("m")
+
+    store = ReviewStore(load_run(review_run))
+    missing_data = tmp_path / "no-such-clips.csv"
+    retrainer = Retrainer(store, f"train {missing_data} -o {tmp_path / 'model'} -q")
+    with pytest.raises(ReviewError, match="review some detections first"):
+        retrainer.start()
+    store.decide({"op": "accept", "id": store.run.detections[0].id})
+    server = make_server(ReviewApp(store, "web", None, retrainer), port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        request = urllib.request.Request(base + "/api/retrain", b"{}", method="POST")
+        with urllib.request.urlopen(request) as answer:
+            assert json.loads(answer.read())["state"] == "training"
+        deadline = time.monotonic() + 120
+        while True:
+            with urllib.request.urlopen(base + "/api/retrain") as answer:
+                status = json.loads(answer.read())
+            if status["state"] not in ("training", "detecting") or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert status["state"] == "failed", status
+        assert "earmark train failed" in status["error"] and str(missing_data) in status["error"]
+        assert (review_run / "reviews" / "retrain.log").is_file()
+        with urllib.request.urlopen(base + "/api/state") as answer:
+            assert json.loads(answer.read())["retrain"] is True
+    finally:
+        server.shutdown()
+        server.server_close()

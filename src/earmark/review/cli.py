@@ -54,10 +54,17 @@ def cmd_review(args: argparse.Namespace, argv: Sequence[str]) -> int:
     except (RunError, ReviewError) as exc:
         _say(f"earmark review: {exc}")
         return 2
+    from earmark.review.retrain import Retrainer
     from earmark.review.server import ReviewApp, make_server
 
     try:
-        server = make_server(ReviewApp(store, args.user, comparison), args.host, args.port)
+        retrainer = Retrainer(store, args.train) if args.train else None
+    except ReviewError as exc:
+        _say(f"earmark review: {exc}")
+        return 2
+    try:
+        app = ReviewApp(store, args.user, comparison, retrainer)
+        server = make_server(app, args.host, args.port)
     except OSError as exc:
         _say(f"earmark review: cannot listen on {args.host}:{args.port} ({exc.strerror or exc})")
         return 2
@@ -105,6 +112,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="MODEL_OR_RUN",
         help="a model folder of 'earmark train' (the run's files are detected again with it) or "
         "another run folder: show the new, removed and relabelled events before adopting it",
+    )
+    p.add_argument(
+        "--train",
+        metavar="COMMAND",
+        help="the 'earmark train ... -o MODEL_DIR' command the page's Retrain button runs, with "
+        "--from-reviews RUN_DIR added; the run is then detected again with the new model and "
+        "the changes shown before you adopt it",
     )
     p.add_argument(
         "--no-serve", action="store_true", help="with --compare: print the comparison and stop"

@@ -11,6 +11,7 @@ the small JSON API it calls.
 ``GET /api/spectrogram``         PNG of the same stretch
 ``GET /api/export/NAME``         ``labels.tsv``, ``negatives.tsv`` or ``regions.tsv``
 ``GET /api/compare``             the comparison with a new model's run (``--compare``)
+``GET|POST /api/retrain``        the retraining's state / start it (``--train``)
 ===============================  ==========================================================
 
 Files are named by their index in the run, never by a path from the client.
@@ -27,6 +28,7 @@ from urllib.parse import parse_qs, urlparse
 
 from earmark.review.media import ROLL, AudioCache, MediaError, spectrogram_png, wav_bytes
 from earmark.review.queue import priorities, random_order
+from earmark.review.retrain import Retrainer
 from earmark.review.store import ReviewError, ReviewStore
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -43,17 +45,26 @@ class ReviewApp:
     """What the server serves: one run's store, its media and (optionally) a comparison."""
 
     def __init__(
-        self, store: ReviewStore, user: str = "local", compare: dict[str, Any] | None = None
+        self,
+        store: ReviewStore,
+        user: str = "local",
+        compare: dict[str, Any] | None = None,
+        retrainer: Retrainer | None = None,
     ) -> None:
         self.store = store
         self.user = user
         self.compare = compare
+        self.retrainer = retrainer
         self.media = AudioCache()
         self.files = store.run.files
 
     def state(self, order: str = "queue") -> dict[str, Any]:
         """Everything the page shows (see :func:`page_state`)."""
-        return {**page_state(self.store, order, self.user), "compare": self.compare is not None}
+        return {
+            **page_state(self.store, order, self.user),
+            "compare": self.compare is not None,
+            "retrain": self.retrainer is not None,
+        }
 
     def decide(self, body: dict[str, Any]) -> dict[str, Any]:
         """Apply a decision from the page; ``file`` may be given as an index."""
@@ -145,12 +156,20 @@ def make_handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
                     self.send(200, body, "text/tab-separated-values; charset=utf-8")
                 elif url.path == "/api/compare" and app.compare is not None:
                     self.json(app.compare)
+                elif url.path == "/api/retrain" and app.retrainer is not None:
+                    self.json(app.retrainer.status())
                 else:
                     self.json({"error": f"no such page: {url.path}"}, HTTPStatus.NOT_FOUND)
             except MediaError as exc:
                 self.json({"error": str(exc)}, HTTPStatus.BAD_REQUEST)
 
         def do_POST(self) -> None:
+            if urlparse(self.path).path == "/api/retrain" and app.retrainer is not None:
+                try:
+                    self.json(app.retrainer.start())
+                except ReviewError as exc:
+                    self.json({"error": str(exc)}, HTTPStatus.CONFLICT)
+                return
             if urlparse(self.path).path != "/api/decide":
                 self.json({"error": "no such endpoint"}, HTTPStatus.NOT_FOUND)
                 return

@@ -69,6 +69,8 @@ async function load() {
   const first = S.order.findIndex((id) => items[id].status === "pending");
   pos = first >= 0 ? first : 0;
   if (S.compare) showCompare();
+  $("retrain").hidden = !S.retrain;
+  if (S.retrain) pollRetrain();
   render();
 }
 
@@ -332,8 +334,27 @@ $("free-form").onsubmit = async (ev) => {
   }
 };
 
-async function showCompare() {
-  const c = await api("/api/compare");
+async function pollRetrain() {
+  const r = await api("/api/retrain");
+  $("retrain-state").textContent = r.state + (r.error ? ": " + r.error : "") + " — model " + r.model;
+  $("retrain").dataset.state = r.state;
+  $("retrain-log").textContent = (r.log || []).join("\n");
+  $("retrain-btn").disabled = r.state === "training" || r.state === "detecting";
+  if (r.state === "done" && r.compare) showCompare(r.compare);
+  if (r.state === "training" || r.state === "detecting") setTimeout(pollRetrain, 2000);
+}
+
+$("retrain-btn").onclick = async () => {
+  try {
+    await api("/api/retrain", {});
+  } catch (e) {
+    warn("cannot retrain: " + e.message, "error");
+  }
+  pollRetrain();
+};
+
+async function showCompare(given) {
+  const c = given || await api("/api/compare");
   $("compare").hidden = false;
   const rows = [["new events", c.new.length], ["removed events", c.removed.length],
     ["relabelled events", c.relabelled.length], ["unchanged", c.unchanged]];

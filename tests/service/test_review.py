@@ -24,7 +24,6 @@ def test_review_per_key_with_audit(
         model_dir,
         EARMARK_AUTH="keys",
         EARMARK_BOOTSTRAP_KEYS=f"alice:{ALICE},bob:{BOB}",
-        EARMARK_LOG_LEVEL="info",
     )
     log = artifacts / "review.log"
     server = Server(env, [], log)
@@ -100,5 +99,5 @@ def test_review_per_key_with_audit(
     finally:
         stop(server.proc)
     text = log.read_text()
-    assert f"job {job['id']}: accept {first} by alice" in text
+    assert f"earmark audit: job {job['id']}: accept {first} by alice" in text
     assert "conflict:" in text

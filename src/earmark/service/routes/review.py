@@ -15,6 +15,12 @@ from earmark.service.deps import Caller, DatabaseDep, Principal, StorageDep, loa
 from earmark.service.schemas import ERRORS, Problem
 
 audit = logging.getLogger("earmark.service.audit")
+if not audit.handlers:  # the audit trail is written whatever the service's log level
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(asctime)s earmark audit: %(message)s"))
+    audit.addHandler(_handler)
+    audit.setLevel(logging.INFO)
+    audit.propagate = False
 router = APIRouter()
 
 REVIEW_ERRORS: dict[int | str, dict[str, Any]] = {

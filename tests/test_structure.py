@@ -47,6 +47,12 @@ CUSTOM_IMPORTERS = {"earmark.cli", "earmark.service.routes.catalog"}
 """The only modules outside :data:`CUSTOM` that import it (its sub-commands; the service's list
 of custom models). The detection path reaches it through the ``earmark.classes`` entry point."""
 
+REVIEW = "earmark.review"
+"""The review wing (``earmark review``): imported only by the command line and the service's
+review routes; the custom wing reads the files it writes (``train --from-reviews``) and never
+imports it."""
+REVIEW_IMPORTERS = {"earmark.cli", "earmark.service.routes.review"}
+
 OVERSIZE = {
     "earmark.repeats.matching": 700,
 }
@@ -163,6 +169,17 @@ def test_custom_classes_are_one_wing() -> None:
 
     importers = {a for a, targets in edges.items() if not inside(a) and any(map(inside, targets))}
     assert importers <= CUSTOM_IMPORTERS, sorted(importers - CUSTOM_IMPORTERS)
+
+
+def test_review_is_a_wing() -> None:
+    edges, _ = graph()
+    assert REVIEW in edges
+
+    def inside(name: str) -> bool:
+        return name == REVIEW or name.startswith(f"{REVIEW}.")
+
+    importers = {a for a, targets in edges.items() if not inside(a) and any(map(inside, targets))}
+    assert importers <= REVIEW_IMPORTERS, sorted(importers - REVIEW_IMPORTERS)
 
 
 def test_entry_points_name_existing_objects() -> None:

@@ -22,6 +22,7 @@ from earmark.evaluation import cli as evaluate
 from earmark.evaluation import synth, tuning
 from earmark.inputs import printable
 from earmark.listen import cli as listen_cli
+from earmark.review import cli as review_cli
 from earmark.service import cli as service_cli
 
 EXIT_OK = 0
@@ -395,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     custom_cli.add_parser(sub)
     service_cli.add_parser(sub)
     listen_cli.add_parser(sub)
+    review_cli.add_parser(sub)
     return parser
 
 

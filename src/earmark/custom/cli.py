@@ -124,6 +124,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             background_split=args.background_split,
             others=args.others,
             labelled=tuple(args.labelled or ()),
+            reviews=tuple(args.from_reviews or ()),
         )
         config.validate()
         dataset = _load_dataset(args)
@@ -382,6 +383,14 @@ def add_parser(subparsers: Any) -> None:
         metavar="PATH",
         help="strongly labelled recordings: a folder of audio with label files beside them "
         "(Audacity .txt, .tsv/.csv, Raven .selections.txt, .jams) or a DCASE TSV; repeatable",
+    )
+    det.add_argument(
+        "--from-reviews",
+        action="append",
+        metavar="RUN_DIR",
+        help="run folders reviewed with 'earmark review': learn from the stretches of audio "
+        "reviewed there (accepted and corrected events as positives, rejected detections as "
+        "negatives); repeatable",
     )
     det.add_argument(
         "--background-split",

@@ -74,6 +74,9 @@ class TrainConfig:
     labelled: tuple[str, ...] = ()
     """Strongly labelled recordings: folders or label files (:mod:`earmark.custom.strong_labels`).
     """
+    reviews: tuple[str, ...] = ()
+    """Run folders reviewed with ``earmark review``: their reviewed stretches of audio
+    (:func:`earmark.custom.strong_labels.load_reviewed`)."""
     finetune_keep: str = "if-better"
     """Keep the fine-tuned backbone ``"if-better"`` (cross-validated accuracy at least the
     frozen head's) or ``"always"`` (e.g. when the recordings to detect in differ from the

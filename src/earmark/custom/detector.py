@@ -16,6 +16,9 @@
 3. the final head is fitted on every group for the median number of epochs; each class's
    threshold is the one that maximises event F1 on the out-of-fold predictions of all groups,
    and its AudioSet evidence gate is chosen on them too (:func:`.postprocess.choose_gates`).
+   Stretches of reviewed runs (``--from-reviews``) are trained on but left out of these
+   choices: the review queue picked them for being hard to decide, so they are no fair sample
+   of the audio to set a threshold on.
 
 A threshold at the edge of the grid is reported as a warning: the best value may lie beyond it.
 """
@@ -188,6 +191,11 @@ def train_detector(
     def pairs(items: Sequence[FrameData]) -> list[tuple[np.ndarray, np.ndarray]]:
         return [(d.rows(config.audioset_input), d.targets) for d in items]
 
+    def fair(items: Sequence[FrameData]) -> list[FrameData]:
+        """What thresholds, gates and filters are chosen on: not the reviewed stretches
+        (picked by the review queue for being hard to decide, no fair sample of the audio)."""
+        return [d for d in items if d.kind != "reviewed"] or list(items)
+
     oof_probs: dict[str, np.ndarray] = {}
     oof_thresholds: dict[str, dict[str, float]] = {}
     splits, epochs, members = [], [], []
@@ -209,8 +217,9 @@ def train_detector(
             writer.close()
         epochs.append(fit.epochs)
         members.append(fit.head)
-        val_probs = [fit.head.probabilities(d.rows(config.audioset_input)) for d in by_group[inner]]
-        chosen, _, _ = choose_thresholds(val_probs, by_group[inner], classes)
+        calib = fair(by_group[inner])
+        val_probs = [fit.head.probabilities(d.rows(config.audioset_input)) for d in calib]
+        chosen, _, _ = choose_thresholds(val_probs, calib, classes)
         held = by_group[g]
         for d in held:
             oof_probs[d.name] = fit.head.probabilities(d.rows(config.audioset_input))
@@ -228,14 +237,15 @@ def train_detector(
         classes,
         [oof_thresholds[d.name] for d in ordered],
     )
+    calib = fair(ordered)
     thresholds, best_f1, warnings = choose_thresholds(
-        [oof_probs[d.name] for d in ordered], ordered, classes
+        [oof_probs[d.name] for d in calib], calib, classes
     )
     gates: dict[str, tuple[list[int], float]] = {}
     gate_report: dict[str, dict] = {}
     if config.audioset_gates:
         gates, gate_report = choose_gates(
-            [oof_probs[d.name] for d in ordered], ordered, classes, thresholds
+            [oof_probs[d.name] for d in calib], calib, classes, thresholds
         )
         for c, g in gate_report.items():
             say(f"  AudioSet evidence for {c!r}: {g['decision']}")
@@ -246,8 +256,8 @@ def train_detector(
         from earmark.custom.frame_head import apply_gates
 
         by_column = {list(classes).index(c): g for c, g in gates.items()}
-        gated = [apply_gates(oof_probs[d.name], d.audioset, by_column) for d in ordered]
-        medians, shortest, filter_report = choose_filters(gated, ordered, classes, thresholds)
+        gated = [apply_gates(oof_probs[d.name], d.audioset, by_column) for d in calib]
+        medians, shortest, filter_report = choose_filters(gated, calib, classes, thresholds)
     for c, f in filter_report.items():
         if (f["median_filter"], f["min_duration"]) != (
             PostprocessOptions().median_filter,
@@ -325,6 +335,7 @@ def training_recordings(
     others: Sequence[Path] = (),
     labelled: Sequence[str | Path] = (),
     log: Log | None = None,
+    reviews: Sequence[str | Path] = (),
 ) -> tuple[list[TrainingRecording], dict]:
     """Every recording the frame head learns from: mixtures of ``clips`` (``(path, label,
     group)``) over ``backgrounds`` with ``others`` as distractors, and the user's labelled
@@ -332,7 +343,7 @@ def training_recordings(
     from earmark.audio import AudioError
     from earmark.audio import load as load_audio
     from earmark.custom.mixtures import LabelledEvent, build_mixtures
-    from earmark.custom.strong_labels import canonical_label, load_labelled
+    from earmark.custom.strong_labels import canonical_label, load_labelled, load_reviewed
 
     say = log or (lambda _m: None)
     bg_audio = []
@@ -357,13 +368,18 @@ def training_recordings(
             others,
         )
         description["labelled_recordings"] = 0
-    found = load_labelled(labelled, classes) if labelled else []
+    found = [
+        (rec, audio, "labelled")
+        for rec, audio in (load_labelled(labelled, classes) if labelled else [])
+    ]
+    if reviews:
+        found += [(rec, audio, "reviewed") for rec, audio in load_reviewed(reviews, classes)[0]]
     if found:
-        for i, (rec, audio) in enumerate(found):
+        for i, (rec, audio, kind) in enumerate(found):
             duration = len(audio) / 32000
             recordings.append(
                 TrainingRecording(
-                    name=f"labelled-{i:04d}-{rec.audio.stem}",
+                    name=f"{kind}-{i:04d}-{rec.audio.stem}",
                     group=i % n_groups,
                     audio=audio,
                     events=[
@@ -373,13 +389,16 @@ def training_recordings(
                         for e in rec.events
                     ],
                     background=str(rec.audio),
-                    kind="labelled",
+                    kind=kind,
                 )
             )
         description["labelled_recordings"] = len(found)
-        description["labelled_events"] = sum(len(r.events) for r, _ in found)
+        description["labelled_events"] = sum(len(r.events) for r, _, _ in found)
+        description["reviewed_stretches"] = sum(1 for *_, kind in found if kind == "reviewed")
     if not recordings:
-        raise ValueError("the frame-level detector needs --backgrounds or --labelled recordings")
+        raise ValueError(
+            "the frame-level detector needs --backgrounds, --labelled or --from-reviews recordings"
+        )
     return recordings, description
 
 
@@ -395,6 +414,7 @@ def train_frame_detector(
     labelled: Sequence[str | Path] = (),
     log: Log | None = None,
     progress: Callable[[int, int, int], None] | None = None,
+    reviews: Sequence[str | Path] = (),
 ) -> dict:
     """The detection half of ``earmark train``: build and score the training recordings,
     cross-validate and fit the frame head, save ``frame_head.pt`` and return the metrics and
@@ -405,7 +425,7 @@ def train_frame_detector(
     say = log or (lambda _m: None)
     started = time.perf_counter()
     recordings, description = training_recordings(
-        clips, n_groups, classes, config, backgrounds, others, labelled, say
+        clips, n_groups, classes, config, backgrounds, others, labelled, say, reviews
     )
     say(
         f"frame-level detector: {description['mixtures']} mixtures of {config.mixtures.seconds:g} s"

@@ -250,3 +250,73 @@ def load_labelled(
 def canonical_label(label: str, classes: Sequence[str]) -> str:
     """The training class a label names (case-insensitive)."""
     return {c.lower(): c for c in classes}[label.lower()]
+
+
+def load_reviewed(
+    run_dirs: Sequence[str | Path], classes: Sequence[str]
+) -> tuple[list[tuple[LabelledRecording, np.ndarray]], list[str]]:
+    """The stretches of audio a reviewer vouched for in runs reviewed with ``earmark review``
+    (``RUN_DIR/reviews/regions.tsv``), cut out (32 kHz mono) with the reviewed positives of
+    ``labels.tsv`` inside them as events; everything else in a stretch (the rejected
+    detections among it) is a negative. Events of classes that are not among ``classes`` are
+    left out; the notes say which.
+
+    Raises:
+        StrongLabelError: a run without reviews, or audio that cannot be read, naming them.
+    """
+    from earmark.audio import AudioError
+    from earmark.audio import load as load_audio
+
+    found: list[tuple[LabelledRecording, np.ndarray]] = []
+    problems: list[str] = []
+    skipped: dict[str, int] = {}
+    for run_dir in run_dirs:
+        folder = Path(run_dir).expanduser() / "reviews"
+        regions_file, labels_file = folder / "regions.tsv", folder / "labels.tsv"
+        if not regions_file.is_file() or not labels_file.is_file():
+            problems.append(
+                f"{run_dir}: no reviews (no {regions_file.name} in {folder}); review the run "
+                f"first: earmark review {run_dir}"
+            )
+            continue
+        positives = read_label_file(labels_file)
+        try:
+            rows = list(csv.reader(io.StringIO(regions_file.read_text("utf-8")), delimiter="\t"))
+            regions = [(r[0], float(r[1]), float(r[2])) for r in rows[1:] if r]
+        except (OSError, ValueError, IndexError) as exc:
+            problems.append(f"{regions_file}: unreadable ({exc})")
+            continue
+        audios: dict[str, np.ndarray] = {}
+        for n, (file, start, end) in enumerate(regions, start=2):
+            if file not in audios:
+                try:
+                    audios[file] = load_audio(file, 32000)
+                except (AudioError, OSError) as exc:
+                    problems.append(f"{regions_file}:{n}: audio {file} cannot be read ({exc})")
+                    continue
+            audio = audios[file][int(start * 32000) : int(end * 32000)]
+            events = []
+            for e in positives:
+                if e.file != file or e.offset <= start or e.onset >= end:
+                    continue
+                if e.label.lower() not in {c.lower() for c in classes}:
+                    skipped[e.label] = skipped.get(e.label, 0) + 1
+                    continue
+                events.append(
+                    RefEvent(
+                        file,
+                        max(0.0, e.onset - start),
+                        min(e.offset, end) - start,
+                        canonical_label(e.label, classes),
+                    )
+                )
+            if len(audio) >= 16000:  # half a second at least
+                found.append((LabelledRecording(Path(file), regions_file, events), audio))
+    if problems:
+        raise StrongLabelError("\n".join(problems))
+    notes = [
+        f"{n} reviewed event(s) of {label!r} left out: not one of the training classes "
+        f"({', '.join(classes)}); add clips of it to the dataset to learn it"
+        for label, n in sorted(skipped.items())
+    ]
+    return found, notes

@@ -188,6 +188,11 @@ def train(
         from earmark.custom.strong_labels import load_labelled
 
         load_labelled(config.labelled, dataset.classes)
+    if config.reviews:
+        from earmark.custom.strong_labels import load_reviewed
+
+        for note in load_reviewed(config.reviews, dataset.classes)[1]:
+            say(note)
     backbone = Backbone.from_tagger(tagger)
     data = assemble(dataset, backbone, config, say, progress)
     embed_seconds = time.perf_counter() - started
@@ -254,7 +259,9 @@ def train(
 
         t0 = time.perf_counter()
         detection = None
-        if config.frame_head != "none" and (config.backgrounds or config.labelled):
+        if config.frame_head != "none" and (
+            config.backgrounds or config.labelled or config.reviews
+        ):
             from earmark.custom.detector import train_frame_detector
 
             groups = detection_groups(data, cv_splits, config)
@@ -274,6 +281,7 @@ def train(
                 config.labelled,
                 say,
                 progress,
+                reviews=config.reviews,
             )
             calibration = detection["calibration"]
             if finetuned:

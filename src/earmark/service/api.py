@@ -25,7 +25,7 @@ from starlette.datastructures import State
 from earmark.service.db import Database
 from earmark.service.deps import queue_length
 from earmark.service.middleware import MULTIPART_OVERHEAD, BodyLimit
-from earmark.service.routes import catalog, detect, health, jobs, web
+from earmark.service.routes import catalog, detect, health, jobs, review, web
 from earmark.service.security import RateLimiter, browser_headers, ensure_key, host_problem
 from earmark.service.settings import Settings
 from earmark.service.storage import Storage
@@ -167,7 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     # the order of the routes is that of the OpenAPI schema's paths
-    for module in (health, catalog, jobs, detect, web):
+    for module in (health, catalog, jobs, review, detect, web):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
     return app

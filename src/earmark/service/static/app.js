@@ -107,6 +107,7 @@ async function showResults(job) {
     select.appendChild(o);
   });
   $("#results").hidden = false;
+  $("#review-link").href = "/review/?job=" + encodeURIComponent(job.id);
   await showFile(0);
 }
 

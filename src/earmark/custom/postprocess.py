@@ -68,9 +68,7 @@ def detect_events(
         )
     else:
         post = PostprocessOptions(threshold=float(thresholds), **extra)
-    events = scores_to_events(
-        probs, hop, labels, post, file=data.name, duration=data.duration
-    )
+    events = scores_to_events(probs, hop, labels, post, file=data.name, duration=data.duration)
     if refine and events:
         envelope = BandEnvelope.from_levels(data.envelope)
         if memo is None:

@@ -19,7 +19,7 @@ TORCH_INDEX ?= $(if $(filter cpu,$(TORCH_BUILD)),$(TORCH_CPU_INDEX))
 SYSTEM_DEPS ?= yes
 SHARED ?= $(abspath ../shared)
 
-.PHONY: install dev run test lint bench clean system-deps torch-build
+.PHONY: install dev run test test-fast lint bench clean system-deps torch-build
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -54,7 +54,12 @@ test: dev $(if $(filter yes,$(SYSTEM_DEPS)),system-deps)  ## set up, lint, type-
 	$(BIN)/mypy
 	EARMARK_SHARED=$${EARMARK_SHARED:-$(SHARED)} \
 	EARMARK_MODEL_DIR=$${EARMARK_MODEL_DIR:-$(SHARED)/models} \
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
+
+test-fast: dev  ## the tests not marked slow (no training, servers, browsers or live streams): minutes, not a quarter hour
+	EARMARK_SHARED=$${EARMARK_SHARED:-$(SHARED)} \
+	EARMARK_MODEL_DIR=$${EARMARK_MODEL_DIR:-$(SHARED)/models} \
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: dev  ## ruff (lint and format) and mypy
 	$(BIN)/ruff check src tests benchmarks

@@ -16,6 +16,31 @@ from needs import missing
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+SLOW_MODULES = {
+    "test_custom_detect.py",
+    "test_custom_frames.py",
+    "test_finetuning.py",
+    "test_training.py",
+    "test_faults.py",
+    "test_review_cli.py",
+    "test_review_page.py",
+    "test_repeats.py",
+    "test_repeats_mixing.py",
+    "test_listen.py",
+    "test_listen_sinks.py",
+}
+"""Modules whose tests train models, build series or drive live streams and sinks; with every
+test of ``tests/service/`` (real Redis, PostgreSQL, Chromium) they are marked ``slow``, so
+``make test-fast`` (``-m "not slow"``) leaves them out. ``make test`` and CI run them all."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests of :data:`SLOW_MODULES` and of ``tests/service/`` as ``slow``."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.name in SLOW_MODULES or path.parent.name == "service":
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

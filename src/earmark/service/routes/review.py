@@ -173,7 +173,10 @@ def review_page(name: str) -> FileResponse:
 @router.get(
     "/v1/jobs/{job_id}/review/{name}",
     tags=["review"],
-    responses={**REVIEW_ERRORS, 200: {"content": {"text/tab-separated-values": {}}}},
+    responses={
+        **REVIEW_ERRORS,
+        200: {"content": {"text/tab-separated-values": {}, "application/x-ndjson": {}}},
+    },
 )
 def review_export(
     job_id: str,

@@ -1,0 +1,229 @@
+"""Recurring segments from pair matches: clusters of occurrences, their boundaries, kinds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from earmark.repeats.align import (
+    CHANCE_BER,
+    aligned_ber,
+    boundary_time,
+    overlap_share,
+    refine_occurrence,
+    seconds_to_frames,
+    time_to_frame,
+)
+from earmark.repeats.fingerprint import HOP_SECONDS, FileFingerprint
+from earmark.repeats.results import Occurrence, PairMatch, RepeatOptions, Segment
+
+__all__ = ["UnionFind", "assign_kinds", "cluster_matches", "template_edges"]
+
+
+# ----------------------------------------------------------------------------- clustering
+class UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, i: int, j: int) -> None:
+        ri, rj = self.find(i), self.find(j)
+        if ri != rj:
+            self.parent[max(ri, rj)] = min(ri, rj)
+
+
+def cluster_matches(
+    matches: list[PairMatch], fps: list[FileFingerprint], opts: RepeatOptions
+) -> list[Segment]:
+    names = [fp.path for fp in fps]
+    durations = [fp.duration for fp in fps]
+    # one node per side of each match; merge overlapping nodes in a file, link the two sides
+    sides = []  # (file, start, end, match index)
+    i: int | dict[str, Any]
+    for i, m in enumerate(matches):
+        sides.append((m.file_a, m.a_start, m.a_end, i))
+        sides.append((m.file_b, m.b_start, m.b_end, i))
+    uf = UnionFind(len(sides))
+    for i in range(0, len(sides), 2):
+        uf.union(i, i + 1)
+    by_file: dict[int, list[Any]] = {}  # of side indices; later, of occurrence infos
+    for k, s in enumerate(sides):
+        by_file.setdefault(s[0], []).append(k)
+    node_uf = UnionFind(len(sides))
+    for ks in by_file.values():
+        ks.sort(key=lambda k: sides[k][1])
+        for x, kx in enumerate(ks):
+            for ky in ks[x + 1 :]:
+                if sides[ky][1] >= sides[kx][2]:
+                    break
+                if overlap_share(sides[kx][1], sides[kx][2], sides[ky][1], sides[ky][2]) > 0.5:
+                    uf.union(kx, ky)
+                    node_uf.union(kx, ky)
+    clusters: dict[int, dict[int, list[int]]] = {}
+    for k in range(len(sides)):
+        clusters.setdefault(uf.find(k), {}).setdefault(node_uf.find(k), []).append(k)
+
+    segments = []
+    for nodes in clusters.values():
+        info: list[dict[str, Any]] = []
+        for ks in nodes.values():
+            file = sides[ks[0]][0]
+            starts = np.array([sides[k][1] for k in ks])
+            ends = np.array([sides[k][2] for k in ks])
+            links: dict[int, int] = {}
+            for k in ks:
+                m = matches[sides[k][3]]
+                if sides[k ^ 1][0] != file:
+                    links[sides[k ^ 1][0]] = m.offset if k % 2 == 0 else -m.offset
+            start, end = float(np.median(starts)), float(np.median(ends))
+            refined = refine_occurrence(fps, file, sorted(links.items()), start, end, opts)
+            if refined is not None:
+                start, end = refined
+            info.append(
+                {
+                    "file": file,
+                    "start": start,
+                    "end": end,
+                    "links": links,
+                    "starts": starts,
+                    "ends": ends,
+                    "bers": [matches[sides[k][3]].ber for k in ks],
+                }
+            )
+        by_file = {}
+        for i in info:
+            by_file.setdefault(i["file"], []).append(i)
+        edges = [template_edges(fps, i, by_file) for i in info]
+        occs = []
+        for i, (start, end) in zip(info, edges, strict=True):
+            if end - start < opts.min_duration:
+                continue
+            file, bers, partners = i["file"], i["bers"], sorted(i["links"])
+            strength = min(max((CHANCE_BER - min(bers)) / 0.35, 0.0), 1.0)
+            confidence = strength * (1.0 - 0.5 ** len(partners))
+            occs.append(
+                Occurrence(
+                    file=names[file],
+                    segment=-1,
+                    kind="other",
+                    start=max(start, 0.0),
+                    end=min(end, durations[file]),
+                    confidence=confidence,
+                    ber=float(min(bers)),
+                    shared_with=[names[p] for p in partners],
+                    start_spread=float(np.subtract(*np.quantile(i["starts"], [0.75, 0.25]))),
+                    end_spread=float(np.subtract(*np.quantile(i["ends"], [0.75, 0.25]))),
+                )
+            )
+        if len(occs) < 2:
+            continue
+        occs.sort(key=lambda o: (names.index(o.file), o.start))
+        segments.append(Segment(id=-1, kind="other", occurrences=occs, missing=[]))
+    assign_kinds(segments, names, durations, opts)
+    return segments
+
+
+def template_edges(
+    fps: list[FileFingerprint], occ: dict, by_file: dict[int, list[dict]]
+) -> tuple[float, float]:
+    """Move an edge of an occurrence out to where most partners put it, if the audio agrees.
+
+    Speech over the start or end of the music in one file can hide that edge from every
+    comparison of this file. The partners' own edges, mapped into this file, say where the
+    segment should start and end (their median); if that is up to 6 s further out and the mean
+    BER over the gap against the partners whose segment covers it is significantly below chance
+    (``0.5 - 0.055 / sqrt(gap seconds)``, 3 standard deviations of unrelated audio), the gap is
+    the same music under other sound and the edge moves. A shortened segment (chance-level BER
+    in the gap) keeps its own edge.
+    """
+    x = occ["file"]
+    nx = fps[x].n_frames
+    s_x, e_x = time_to_frame(occ["start"]), time_to_frame(occ["end"])
+    mapped = []  # (partner, offset, start, stop) in frames of x
+    for p, d in occ["links"].items():
+        best = None
+        for c in by_file.get(p, ()):
+            ps, pe = time_to_frame(c["start"]) - d, time_to_frame(c["end"]) - d
+            ov = min(pe, e_x) - max(ps, s_x)
+            if ov > 0 and (best is None or ov > best[0]):
+                best = (ov, ps, pe)
+        if best is not None:
+            mapped.append((p, d, best[1], best[2]))
+    start, end = occ["start"], occ["end"]
+    if len(mapped) < 2:
+        return start, end
+
+    def gap_ber(lo: int, hi: int, users: list[tuple[int, int, int, int]]) -> float:
+        total, count = 0.0, 0
+        for p, d, _, _ in users:
+            a, b = max(lo, 0, -d), min(hi, nx, fps[p].n_frames - d)
+            if b > a:
+                total += float(aligned_ber(fps[x], fps[p], a, b, d).sum())
+                count += b - a
+        return total / count if count else CHANCE_BER
+
+    template_start = int(np.median([m[2] for m in mapped]))
+    template_end = int(np.median([m[3] for m in mapped]))
+    lo_gap, hi_gap = seconds_to_frames(1.0), seconds_to_frames(6.0)
+    gap = s_x - max(template_start, 0)
+    if lo_gap <= gap <= hi_gap:
+        users = [m for m in mapped if m[2] <= template_start + seconds_to_frames(0.5)]
+        level = CHANCE_BER - 0.055 / np.sqrt(gap * HOP_SECONDS)
+        if users and gap_ber(s_x - gap, s_x, users) < level:
+            start = boundary_time(s_x - gap, nx, fps[x].duration)
+    gap = min(template_end, nx) - e_x
+    if lo_gap <= gap <= hi_gap:
+        users = [m for m in mapped if m[3] >= template_end - seconds_to_frames(0.5)]
+        level = CHANCE_BER - 0.055 / np.sqrt(gap * HOP_SECONDS)
+        if users and gap_ber(e_x, e_x + gap, users) < level:
+            end = boundary_time(e_x + gap, nx, fps[x].duration)
+    return start, end
+
+
+def assign_kinds(
+    segments: list[Segment], names: list[str], durations: list[float], opts: RepeatOptions
+) -> None:
+    dur = dict(zip(names, durations, strict=False))
+
+    def early(o: Occurrence) -> bool:
+        return o.start <= max(opts.intro_region * dur[o.file], 0.0) and o.start <= (
+            opts.intro_max_start
+        )
+
+    def late(o: Occurrence) -> bool:
+        tail = dur[o.file] - o.end
+        return tail <= max(opts.outro_region * dur[o.file], 0.0) and tail <= opts.outro_max_tail
+
+    def rank(s: Segment) -> tuple[int, float]:
+        return (len(s.files), s.median_duration)
+
+    intro_c = [s for s in segments if np.mean([early(o) for o in s.occurrences]) >= 0.75]
+    outro_c = [s for s in segments if np.mean([late(o) for o in s.occurrences]) >= 0.75]
+    intro = max(intro_c, key=rank, default=None)
+    outro = max((s for s in outro_c if s is not intro), key=rank, default=None)
+    for s in segments:
+        if s is intro:
+            s.kind = "intro"
+        elif s is outro:
+            s.kind = "outro"
+        else:
+            e = [early(o) for o in s.occurrences]
+            s.kind = "recap" if any(e) and not all(e) else "other"
+        for o in s.occurrences:
+            o.kind = s.kind
+            if s.kind == "recap" and not early(o):
+                o.kind = "other"  # the scene that the recap repeats
+    order = {"intro": 0, "outro": 1, "recap": 2, "other": 3}
+    segments.sort(key=lambda s: (order[s.kind], -len(s.files), s.occurrences[0].start))
+    for i, s in enumerate(segments, start=1):
+        s.id = i
+        for o in s.occurrences:
+            o.segment = i
+        present = set(s.files)
+        s.missing = [n for n in names if n not in present] if s.kind in ("intro", "outro") else []

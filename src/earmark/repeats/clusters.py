@@ -72,7 +72,8 @@ def cluster_matches(
     segments = []
     for nodes in clusters.values():
         info: list[dict[str, Any]] = []
-        for ks in nodes.values():
+        positions = _positions(nodes, sides, matches, node_uf)
+        for root, ks in nodes.items():
             file = sides[ks[0]][0]
             starts = np.array([sides[k][1] for k in ks])
             ends = np.array([sides[k][2] for k in ks])
@@ -82,6 +83,7 @@ def cluster_matches(
                 if sides[k ^ 1][0] != file:
                     links[sides[k ^ 1][0]] = m.offset if k % 2 == 0 else -m.offset
             start, end = float(np.median(starts)), float(np.median(ends))
+            _indirect_links(fps, file, links, root, nodes, sides, positions, (start, end))
             refined = refine_occurrence(fps, file, sorted(links.items()), start, end, opts)
             if refined is not None:
                 start, end = refined
@@ -129,6 +131,94 @@ def cluster_matches(
     return segments
 
 
+def _positions(
+    nodes: dict[int, list[int]],
+    sides: list[tuple[int, float, float, int]],
+    matches: list[PairMatch],
+    node_uf: UnionFind,
+) -> dict[int, int]:
+    """Frame position of every node (occurrence) of a cluster on one common time line.
+
+    A match says frame ``f`` of its A side is frame ``f + offset`` of its B side; walking the
+    matches from one node (breadth first) places every node: ``position[B] = position[A] +
+    offset``, so two nodes that were never matched directly get their offset too.
+    """
+    adjacency: dict[int, list[tuple[int, int]]] = {}
+    for ks in nodes.values():
+        for k in ks:
+            if k % 2:
+                continue
+            a, b = node_uf.find(k), node_uf.find(k + 1)
+            d = matches[sides[k][3]].offset
+            adjacency.setdefault(a, []).append((b, d))
+            adjacency.setdefault(b, []).append((a, -d))
+    positions: dict[int, int] = {}
+    for start in nodes:
+        if start in positions:
+            continue
+        positions[start] = 0
+        queue = [start]
+        while queue:
+            here = queue.pop()
+            for there, d in adjacency.get(here, ()):
+                if there not in positions:
+                    positions[there] = positions[here] + d
+                    queue.append(there)
+    return positions
+
+
+MAX_INDIRECT = 12
+"""Partners added to an occurrence through the cluster (beyond its direct matches)."""
+
+
+def _indirect_links(
+    fps: list[FileFingerprint],
+    file: int,
+    links: dict[int, int],
+    root: int,
+    nodes: dict[int, list[int]],
+    sides: list[tuple[int, float, float, int]],
+    positions: dict[int, int],
+    extent: tuple[float, float],
+) -> None:
+    """Add to ``links`` the files of the cluster this occurrence was not matched with directly.
+
+    Their offset comes from the common time line (:func:`_positions`), refined to the frame
+    (+-2) on the occurrence, and kept only if the BER over it is significantly below chance
+    (3 standard deviations of unrelated audio). A noisy occurrence matched with a single file
+    thus gets the whole series as partners for its boundaries.
+    """
+    lo, hi = time_to_frame(extent[0]), time_to_frame(extent[1])
+    if hi - lo < seconds_to_frames(2.0) or root not in positions:
+        return
+    seconds = (hi - lo) * HOP_SECONDS
+    level = CHANCE_BER - 0.055 / np.sqrt(seconds)
+    candidates = []
+    for other, ks in nodes.items():
+        p = sides[ks[0]][0]
+        if p == file or p in links or other not in positions:
+            continue
+        d0 = positions[other] - positions[root]
+        best = None
+        for d in range(d0 - 2, d0 + 3):
+            a, b = max(lo, 0, -d), min(hi, fps[file].n_frames, fps[p].n_frames - d)
+            if b - a < seconds_to_frames(2.0):
+                continue
+            ber = float(aligned_ber(fps[file], fps[p], a, b, d).mean())
+            if best is None or ber < best[0]:
+                best = (ber, d)
+        if best is not None and best[0] < level:
+            candidates.append((best[0], p, best[1]))
+    for _, p, d in sorted(candidates)[:MAX_INDIRECT]:
+        links[p] = d
+
+
+NULL_SPOTS = 24
+"""Positions elsewhere in a file that give the chance level of a gap's BER."""
+GAP_Z = 2.0
+"""A gap is the partners' audio when its BER is this many standard deviations below chance."""
+
+
 def template_edges(
     fps: list[FileFingerprint], occ: dict, by_file: dict[int, list[dict]]
 ) -> tuple[float, float]:
@@ -159,29 +249,47 @@ def template_edges(
     if len(mapped) < 2:
         return start, end
 
-    def gap_ber(lo: int, hi: int, users: list[tuple[int, int, int, int]]) -> float:
+    def gap_ber(lo: int, hi: int, users: list[tuple[int, int, int, int]], at: int) -> float:
+        """Mean BER of x's frames ``at..at+hi-lo`` against the users' frames of ``lo..hi``."""
         total, count = 0.0, 0
         for p, d, _, _ in users:
-            a, b = max(lo, 0, -d), min(hi, nx, fps[p].n_frames - d)
+            shift = d + lo - at
+            a, b = max(at, 0, -shift), min(at + hi - lo, nx, fps[p].n_frames - shift)
             if b > a:
-                total += float(aligned_ber(fps[x], fps[p], a, b, d).sum())
+                total += float(aligned_ber(fps[x], fps[p], a, b, shift).sum())
                 count += b - a
         return total / count if count else CHANCE_BER
 
+    def same_audio(lo: int, hi: int, users: list[tuple[int, int, int, int]]) -> bool:
+        """Is the gap the partners' audio? Its BER against them, compared with the BER of the
+        same partner frames against this file's frames elsewhere (>= 30 s away): a
+        permutation test that knows how far from 0.5 unrelated audio of these files goes."""
+        if not users:
+            return False
+        observed = gap_ber(lo, hi, users, lo)
+        away = seconds_to_frames(30.0)
+        spots = [
+            q
+            for q in np.linspace(0, max(nx - (hi - lo), 0), NULL_SPOTS + 2).astype(int).tolist()
+            if q + (hi - lo) < s_x - away or q > e_x + away
+        ]
+        if len(spots) < 8:
+            return observed < CHANCE_BER - 0.055 / np.sqrt((hi - lo) * HOP_SECONDS)
+        null = np.array([gap_ber(lo, hi, users, q) for q in spots])
+        return bool(observed < null.mean() - GAP_Z * max(float(null.std()), 0.004))
+
     template_start = int(np.median([m[2] for m in mapped]))
     template_end = int(np.median([m[3] for m in mapped]))
-    lo_gap, hi_gap = seconds_to_frames(1.0), seconds_to_frames(6.0)
+    lo_gap, hi_gap = seconds_to_frames(1.0), seconds_to_frames(8.0)
     gap = s_x - max(template_start, 0)
     if lo_gap <= gap <= hi_gap:
         users = [m for m in mapped if m[2] <= template_start + seconds_to_frames(0.5)]
-        level = CHANCE_BER - 0.055 / np.sqrt(gap * HOP_SECONDS)
-        if users and gap_ber(s_x - gap, s_x, users) < level:
+        if same_audio(s_x - gap, s_x, users):
             start = boundary_time(s_x - gap, nx, fps[x].duration)
     gap = min(template_end, nx) - e_x
     if lo_gap <= gap <= hi_gap:
         users = [m for m in mapped if m[3] >= template_end - seconds_to_frames(0.5)]
-        level = CHANCE_BER - 0.055 / np.sqrt(gap * HOP_SECONDS)
-        if users and gap_ber(e_x, e_x + gap, users) < level:
+        if same_audio(e_x, e_x + gap, users):
             end = boundary_time(e_x + gap, nx, fps[x].duration)
     return start, end
 

@@ -43,9 +43,9 @@ class RepeatOptions:
     min_duration: float = 5.0
     min_votes: int = 12
     max_partners: int = 8
-    core_ber: float = 0.35
+    core_ber: float = 0.42
     edge_ber: float = 0.46
-    max_ber: float = 0.32
+    max_ber: float = 0.42
     max_gap: float = 3.0
     intro_region: float = 0.35
     intro_max_start: float = 600.0

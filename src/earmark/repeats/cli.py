@@ -11,9 +11,9 @@ from typing import Any
 
 from earmark.repeats.matching import find_repeats
 from earmark.repeats.outputs import write_repeats
-from earmark.repeats.results import RepeatOptions
+from earmark.repeats.results import FileStatus, RepeatOptions, RepeatsResult
 
-__all__ = ["add_parser", "cmd_repeats"]
+__all__ = ["add_parser", "cmd_repeats", "file_line", "summary_text"]
 
 
 def cmd_repeats(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -58,18 +58,7 @@ def cmd_repeats(args: argparse.Namespace, argv: Sequence[str]) -> int:
         )
         sys.stdout.write("\n")
     elif not args.quiet:
-        for s in result.segments:
-            print(
-                f"segment {s.id} ({s.kind}): {len(s.files)} of {len(result.files)} files, "
-                f"median {s.median_duration:.1f} s"
-                + (f"; absent from {len(s.missing)}" if s.missing else "")
-            )
-        for f in result.files:
-            occ = result.occurrences(f.file)
-            parts = [f"{o.kind} {o.start:.2f}-{o.end:.2f} ({o.confidence:.2f})" for o in occ]
-            absent = [s.kind for s in result.segments if f.file in s.missing]
-            parts += [f"no {k}" for k in absent]
-            print(f"{f.file}: " + ("; ".join(parts) if parts else f.status))
+        print(summary_text(result))
         t = result.timings
         print(
             f"\n{len(result.files)} files, {t['audio_seconds'] / 60:.1f} min of audio in "
@@ -79,6 +68,41 @@ def cmd_repeats(args: argparse.Namespace, argv: Sequence[str]) -> int:
     for f in failed:
         print(f"earmark: FAILED: {f.error}", file=sys.stderr)
     return 1 if failed or unreadable else 0
+
+
+def file_line(result: RepeatsResult, f: FileStatus) -> str:
+    """One file's line of the console summary: its segments, what it lacks, its speed."""
+    if f.status == "failed":
+        return f"{f.file}: FAILED ({f.error})"
+    parts = [
+        f"{o.kind} {o.start:.2f}-{o.end:.2f} ({o.confidence:.2f})"
+        for o in result.occurrences(f.file)
+    ]
+    for kind, confidence in result.not_found(f.file):
+        parts.append(
+            f"no {kind} found"
+            + ("" if confidence is None else f" (best candidate confidence {confidence:.2f})")
+        )
+    if f.speed is not None and abs(f.speed - 1.0) > 0.002:
+        parts.append(f"speed x{f.speed:.3f} of the series ({(f.speed - 1) * 100:+.1f} %)")
+    return f"{f.file}: " + "; ".join(parts)
+
+
+def summary_text(result: RepeatsResult) -> str:
+    """The console summary: the series (how many files share each segment), then per file."""
+    n = len(result.files)
+    lines = []
+    for s in result.segments:
+        line = f"segment {s.id} ({s.kind}): {len(s.files)} of {n} files"
+        line += f", median {s.median_duration:.1f} s"
+        if s.missing:
+            line += f"; not found in {len(s.missing)}"
+        lines.append(line)
+    for kind in ("intro", "outro"):
+        if result.segment(kind) is None:
+            lines.append(f"no {kind} found in the series")
+    lines += [file_line(result, f) for f in result.files]
+    return "\n".join(lines)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

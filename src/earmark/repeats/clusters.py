@@ -297,6 +297,19 @@ def template_edges(
 def assign_kinds(
     segments: list[Segment], names: list[str], durations: list[float], opts: RepeatOptions
 ) -> None:
+    """One kind per recurring segment, the same in every file that has it.
+
+    * ``intro``: of the segments that start early (first ``intro_region`` of the file, at most
+      ``intro_max_start``) in at least 75 % of their occurrences, the one in most files;
+    * ``outro``: likewise among those ending late (last ``outro_region``, ``outro_max_tail``);
+    * ``recap``: early in some files, in the body of others (the recap and the scene it
+      repeats are both labelled ``recap``);
+    * ``other``: the rest.
+
+    A segment can only be an intro, outro or recap if it lasts at least ``theme_min_duration``
+    (median over its occurrences) and occurs at most once per file: a recurring snippet of a few
+    seconds (a repeated line, a sound effect, a sting) is always ``other``.
+    """
     dur = dict(zip(names, durations, strict=False))
 
     def early(o: Occurrence) -> bool:
@@ -311,8 +324,13 @@ def assign_kinds(
     def rank(s: Segment) -> tuple[int, float]:
         return (len(s.files), s.median_duration)
 
-    intro_c = [s for s in segments if np.mean([early(o) for o in s.occurrences]) >= 0.75]
-    outro_c = [s for s in segments if np.mean([late(o) for o in s.occurrences]) >= 0.75]
+    def theme_like(s: Segment) -> bool:
+        once = len(s.files) == len(s.occurrences)
+        return once and s.median_duration >= opts.theme_min_duration
+
+    themes = [s for s in segments if theme_like(s)]
+    intro_c = [s for s in themes if np.mean([early(o) for o in s.occurrences]) >= 0.75]
+    outro_c = [s for s in themes if np.mean([late(o) for o in s.occurrences]) >= 0.75]
     intro = max(intro_c, key=rank, default=None)
     outro = max((s for s in outro_c if s is not intro), key=rank, default=None)
     for s in segments:
@@ -322,11 +340,9 @@ def assign_kinds(
             s.kind = "outro"
         else:
             e = [early(o) for o in s.occurrences]
-            s.kind = "recap" if any(e) and not all(e) else "other"
+            s.kind = "recap" if theme_like(s) and any(e) and not all(e) else "other"
         for o in s.occurrences:
             o.kind = s.kind
-            if s.kind == "recap" and not early(o):
-                o.kind = "other"  # the scene that the recap repeats
     order = {"intro": 0, "outro": 1, "recap": 2, "other": 3}
     segments.sort(key=lambda s: (order[s.kind], -len(s.files), s.occurrences[0].start))
     for i, s in enumerate(segments, start=1):

@@ -39,6 +39,7 @@ __all__ = [
     "fingerprint_file",
     "fingerprint_waveform",
     "frame_time",
+    "landmark_hashes",
 ]
 
 FINGERPRINT_SAMPLE_RATE = 8000
@@ -91,6 +92,8 @@ class FileFingerprint:
         hashes: ``(n,)`` uint32 landmark hashes.
         hash_frames: ``(n,)`` int32 frame of each hash's anchor peak.
         warnings: problems met while decoding (the audio was still usable).
+        peak_frames, peak_bins: ``(m,)`` int32 frame and FFT bin of the spectral peaks the
+            hashes are made of (re-hashed at other speeds by :mod:`earmark.repeats.speed`).
     """
 
     path: str
@@ -100,6 +103,8 @@ class FileFingerprint:
     hashes: np.ndarray
     hash_frames: np.ndarray
     warnings: list[str] = field(default_factory=list)
+    peak_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    peak_bins: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
     @property
     def n_frames(self) -> int:
@@ -175,8 +180,9 @@ def _peaks(logp: np.ndarray, first: int, keep: slice) -> tuple[np.ndarray, np.nd
     return (t[order] + first).astype(np.int32), (f[order] + _PEAK_BIN_LO).astype(np.int32)
 
 
-def _landmarks(t: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Hashes and anchor frames of peak pairs: each peak with its next FAN_OUT neighbours."""
+def landmark_hashes(t: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes and anchor frames of peak pairs: each peak (frame ``t``, bin ``f``, sorted by
+    frame then bin) with its next FAN_OUT neighbours; hashes sorted by anchor frame."""
     n = t.size
     if n < 2:
         return np.zeros(0, np.uint32), np.zeros(0, np.int32)
@@ -275,7 +281,7 @@ class _Builder:
         bands = np.concatenate(self.bands) if self.bands else np.zeros((0, SUB_BANDS), np.float32)
         t = np.concatenate(self.peak_t) if self.peak_t else np.zeros(0, np.int32)
         f = np.concatenate(self.peak_f) if self.peak_f else np.zeros(0, np.int32)
-        hashes, hash_frames = _landmarks(t, f)
+        hashes, hash_frames = landmark_hashes(t, f)
         return FileFingerprint(
             path=name,
             duration=n / FINGERPRINT_SAMPLE_RATE,
@@ -283,6 +289,8 @@ class _Builder:
             loudness=np.concatenate(self.loud) if self.loud else np.zeros(0, np.float32),
             hashes=hashes,
             hash_frames=hash_frames,
+            peak_frames=t.astype(np.int32),
+            peak_bins=f.astype(np.int32),
         )
 
 

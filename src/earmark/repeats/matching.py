@@ -58,6 +58,7 @@ from earmark.repeats.results import (
     RepeatsResult,
     Segment,
 )
+from earmark.repeats.speed import AudioLoader, recover_missing
 
 __all__ = ["default_jobs", "find_repeats", "find_repeats_in_fingerprints", "pair_matches"]
 
@@ -208,13 +209,22 @@ def _add_match(kept: list[PairMatch], m: PairMatch) -> None:
 
 # ----------------------------------------------------------------------------- public API
 def find_repeats_in_fingerprints(
-    fingerprints: Sequence[FileFingerprint], options: RepeatOptions | None = None
+    fingerprints: Sequence[FileFingerprint],
+    options: RepeatOptions | None = None,
+    loader: AudioLoader | None = None,
 ) -> tuple[list[Segment], list[PairMatch]]:
-    """Recurring segments among already fingerprinted files (see :func:`find_repeats`)."""
+    """Recurring segments among already fingerprinted files (see :func:`find_repeats`).
+
+    ``loader(name)`` gives a file's audio again for the speed pass (default: decode the file
+    if ``name`` is one; files that cannot be re-read are only searched at the series' speed).
+    """
     opts = options or RepeatOptions()
     fps = list(fingerprints)
     matches = pair_matches(fps, opts)
-    return cluster_matches(matches, fps, opts), matches
+    segments = cluster_matches(matches, fps, opts)
+    if opts.find_speed:
+        recover_missing(segments, fps, opts, loader)
+    return segments, matches
 
 
 def _fingerprint_one(name: str) -> tuple[FileStatus, FileFingerprint | None]:
@@ -281,6 +291,10 @@ def find_repeats(
     t1 = time.perf_counter()
     segments, matches = find_repeats_in_fingerprints(fps, opts) if len(fps) >= 2 else ([], [])
     t2 = time.perf_counter()
+    for status in statuses:
+        mine = [o for seg in segments for o in seg.occurrences if o.file == status.file]
+        # the longest occurrence gives the most precise speed
+        status.speed = max(mine, key=lambda o: o.duration).speed if mine else None
     audio = sum(s.duration for s in statuses)
     timings = {
         "fingerprint_seconds": t1 - t0,

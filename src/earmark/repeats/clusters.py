@@ -73,6 +73,10 @@ def cluster_matches(
     for nodes in clusters.values():
         info: list[dict[str, Any]] = []
         positions = _positions(nodes, sides, matches, node_uf)
+        # the clearest occurrences (lowest BER) are the indirect partners of the others: a
+        # bounded number, so that the work per occurrence does not grow with the series
+        clearest = sorted(nodes, key=lambda r: min(matches[sides[k][3]].ber for k in nodes[r]))
+        pool = {r: nodes[r] for r in clearest[: 3 * MAX_INDIRECT]}
         for root, ks in nodes.items():
             file = sides[ks[0]][0]
             starts = np.array([sides[k][1] for k in ks])
@@ -83,7 +87,7 @@ def cluster_matches(
                 if sides[k ^ 1][0] != file:
                     links[sides[k ^ 1][0]] = m.offset if k % 2 == 0 else -m.offset
             start, end = float(np.median(starts)), float(np.median(ends))
-            _indirect_links(fps, file, links, root, nodes, sides, positions, (start, end))
+            _indirect_links(fps, file, links, root, pool, sides, positions, (start, end))
             refined = refine_occurrence(fps, file, sorted(links.items()), start, end, opts)
             if refined is not None:
                 start, end = refined

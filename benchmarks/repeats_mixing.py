@@ -38,6 +38,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -109,10 +110,17 @@ def _snippet_audio(src: Sources) -> dict[str, np.ndarray]:
     return {"line": _fade(line.copy()), "alarm": _fade(alarm.copy()), "siren": _fade(siren.copy())}
 
 
-def mixing_specs(n_per_level: int = 4, seed: int = 15) -> list[MixSpec]:
-    """The plan: ``n_per_level`` intro episodes per theme level, then one without intro."""
+def mixing_specs(
+    n_per_level: int = 4,
+    seed: int = 15,
+    levels: tuple[float, ...] = LEVELS,
+    pal_at: int = 5,
+    body_seconds: tuple[float, float] = (100, 160),
+) -> list[MixSpec]:
+    """The plan: ``n_per_level`` intro episodes per theme level (dB over the bed), then one
+    without intro; episode ``pal_at`` (0-based) is played 4.3 % faster."""
     rng = np.random.default_rng(seed)
-    n = n_per_level * len(LEVELS) + 1
+    n = n_per_level * len(levels) + 1
     rates = [44100, 48000, 22050, 32000, 16000]
     fmts = ["mp3", "m4a", "flac", "wav", "mp3", "m4a"]
     overs = ["", "start", "middle", "end"]
@@ -120,13 +128,13 @@ def mixing_specs(n_per_level: int = 4, seed: int = 15) -> list[MixSpec]:
     specs = []
     for i in range(n):
         has_intro = i < n - 1
-        level = LEVELS[i % len(LEVELS)] if has_intro else None
+        level = levels[i % len(levels)] if has_intro else None
         cold = 0.0 if i % 3 == 0 else float(rng.uniform(15, 60))
-        body = float(rng.uniform(100, 160))
+        body = float(rng.uniform(*body_seconds))
         intro_len = THEME[2] if has_intro else 0.0
         outro_start = cold + intro_len + body
         duration = outro_start + OUTRO[2] + float(rng.uniform(0.5, 3))
-        speed = PAL if i == 5 else 1.0
+        speed = PAL if i == pal_at else 1.0
         snippets = []
         for k, name in enumerate(("line", "alarm", "siren")):
             if not has_intro:  # all three in the first minute of the episode without intro
@@ -158,7 +166,7 @@ def mixing_specs(n_per_level: int = 4, seed: int = 15) -> list[MixSpec]:
                 intro_end=round(cold + intro_len, 3) if has_intro else None,
                 outro_start=round(outro_start, 3),
                 outro_end=round(outro_start + OUTRO[2], 3),
-                speech_over=overs[(i // len(LEVELS) + i) % 4] if has_intro else "",
+                speech_over=overs[(i // len(levels) + i) % 4] if has_intro else "",
                 speed=speed,
                 sample_rate=rates[i % len(rates)],
                 fmt=fmts[i % len(fmts)],
@@ -215,11 +223,12 @@ def render_mix(spec: MixSpec, src: Sources, seed: int) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def build_mixing_series(out_dir: Path, n_per_level: int = 4, seed: int = 15) -> list:
-    """Build (or reuse, when the plan is unchanged) the series; times in the plan are those of
-    the written files (the PAL episode's divided by its speed)."""
+def build_mixing_series(out_dir: Path, n_per_level: int = 4, seed: int = 15, **plan: Any) -> list:
+    """Build (or reuse, when the plan is unchanged) the series (``plan``: see
+    :func:`mixing_specs`); times in the plan are those of the written files (the PAL episode's
+    divided by its speed)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    specs = mixing_specs(n_per_level, seed)
+    specs = mixing_specs(n_per_level, seed, **plan)
     plan = json.dumps([asdict(s) for s in specs], sort_keys=True)
     plan_file = out_dir / "plan.json"
     paths = [out_dir / f"{s.name}.{s.fmt}" for s in specs]

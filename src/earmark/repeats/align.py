@@ -175,12 +175,12 @@ def landmark_extent(
     but some of the music's spectral peaks still stand out: a landmark hash found at the same
     aligned time (+-1 frame) in ``x`` and in partners is music present in both, from its
     anchor to its target peak. Up to 8 s beyond each edge, the edge moves to the outermost
-    landmark that is confirmed (by one partner, or by two when there are three or more) and
+    landmark that is confirmed (by two partners; by the only one when there is one) and
     has a second confirmed landmark outside the edge within 3 s on its inner side.
     """
     fx = fps[x]
     reach = seconds_to_frames(8.0)
-    need = 2 if len(partners) >= 3 else 1
+    need = 1 if len(partners) == 1 else 2
     spans = []  # (anchor frame, target frame) of confirmed hashes of x
     for lo, hi in (
         (a - reach, a + seconds_to_frames(3.0)),

@@ -8,6 +8,8 @@ recurring 3-6 s snippets (a repeated line, an alarm, a siren sting) that are not
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 from pathlib import Path
 
@@ -121,6 +123,15 @@ def test_cli_prints_what_was_not_found(series: list, tmp_path: Path, capsys) -> 
     assert f"{negative}: " in out and "no intro found (best candidate confidence" in out
     pal = next(p for p, s in series if s.speed != 1.0)
     assert "speed x1.04" in next(x for x in out.splitlines() if x.startswith(f"{pal}: "))
+    rows = list(csv.DictReader((tmp_path / "out" / "repeats.csv").open()))
+    absent = [r for r in rows if r["status"] == "absent"]
+    assert [(r["file"], r["kind"]) for r in absent] == [(str(negative), "intro")]
+    assert 0.0 <= float(absent[0]["confidence"]) < 0.2
+    data = json.loads((tmp_path / "out" / "repeats.json").read_text())
+    entry = next(f for f in data["files"] if f["file"] == str(negative))
+    assert [n["kind"] for n in entry["not_found"]] == ["intro"]
+    assert data["summary"]["no_intro"] == [str(negative)]
+    assert list(data["summary"]["other_speed"]) == [str(pal)]
 
 
 def test_recurring_sound_effect_at_the_start_is_not_an_intro(shared_dir: Path) -> None:

@@ -342,7 +342,11 @@ class InvertedIndex:
         self.n_files = len(fingerprints)
 
     def shared_pairs(
-        self, max_bucket: int | None = None, max_neighbours: int | None = 24
+        self,
+        max_bucket: int | None = None,
+        max_neighbours: int | None = 16,
+        min_file_b: int = 0,
+        max_file_gap: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Pairs of entries with equal hashes in two different files.
 
@@ -351,6 +355,8 @@ class InvertedIndex:
         paired with its next ``max_neighbours`` entries only (None: with all): a theme shared
         by all ``n`` files of a series then gives each file votes with its neighbours in the
         series, ``O(n)`` pairs instead of ``O(n^2)``, which is all that clustering needs.
+        Only pairs with ``file_b >= min_file_b`` and ``file_b - file_a <= max_file_gap`` are
+        returned (filtered as they are formed: memory holds only those).
         Returns ``(file_a, frame_a, file_b, frame_b)`` with ``file_a < file_b``.
         """
         h = self.hashes
@@ -379,8 +385,12 @@ class InvertedIndex:
             fa, fb = files[idx], files[j]
             diff = fa != fb
             swap = fa > fb
-            a_file = np.where(swap, fb, fa)[diff]
-            b_file = np.where(swap, fa, fb)[diff]
+            a_file = np.where(swap, fb, fa)
+            b_file = np.where(swap, fa, fb)
+            diff &= b_file >= min_file_b
+            if max_file_gap is not None:
+                diff &= b_file - a_file <= max_file_gap
+            a_file, b_file = a_file[diff], b_file[diff]
             a_t = np.where(swap, frames[j], frames[idx])[diff]
             b_t = np.where(swap, frames[idx], frames[j])[diff]
             out_fa.append(a_file)

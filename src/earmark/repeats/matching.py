@@ -65,10 +65,15 @@ __all__ = ["default_jobs", "find_repeats", "find_repeats_in_fingerprints", "pair
 
 # ----------------------------------------------------------------------------- matching
 def _candidate_offsets(
-    index: InvertedIndex, n_files: int, min_votes: int
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    n_files: int,
+    min_votes: int,
+    top: int,
 ) -> list[tuple[int, int, int, np.ndarray]]:
-    """(file A, file B, offset in frames, frames in A of the agreeing hashes), best first."""
-    fa, ta, fb, tb = index.shared_pairs()
+    """(file A, file B, offset in frames, frames in A of the agreeing hashes) from the shared
+    hashes ``(file_a, frame_a, file_b, frame_b)``: at most ``top`` offsets per pair of files
+    (the most voted, at least ``min_votes``, +-8 frames apart), best first."""
+    fa, ta, fb, tb = pairs
     if fa.size == 0:
         return []
     dt = (tb - ta).astype(np.int64)
@@ -76,6 +81,7 @@ def _candidate_offsets(
     key = (pair << 22) + (dt + (1 << 21))
     order = np.argsort(key)
     key, ta_sorted = key[order], ta[order]
+    del order, dt, pair
     first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     uniq = key[first]
     counts = np.diff(np.r_[first, key.size])
@@ -87,7 +93,14 @@ def _candidate_offsets(
     strong = np.flatnonzero(smooth >= min_votes)
     if strong.size == 0:
         return []
-    # non-maximum suppression over +-8 frames of offset within a pair
+    # the 4 * top most voted offsets of each pair (vectorised), then non-maximum suppression
+    # over +-8 frames among them: the work per pair is bounded, however self-similar the audio
+    pair_of = uniq[strong] >> 22
+    order = np.lexsort((-smooth[strong], pair_of))
+    strong, pair_of = strong[order], pair_of[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(pair_of)) + 1]
+    rank = np.arange(strong.size) - np.repeat(starts, np.diff(np.r_[starts, strong.size]))
+    strong = strong[rank < 4 * top]
     strong = strong[np.argsort(-smooth[strong], kind="stable")]
     taken: dict[int, list[int]] = {}
     out = []
@@ -95,12 +108,42 @@ def _candidate_offsets(
         k = int(uniq[u])
         p, d = k >> 22, (k & ((1 << 22) - 1)) - (1 << 21)
         near = taken.setdefault(p, [])
-        if any(abs(d - x) <= 8 for x in near):
+        if len(near) >= top or any(abs(d - x) <= 8 for x in near):
             continue
         near.append(d)
         a = int(first[lo[u]])
         b = int(first[hi[u] - 1] + counts[hi[u] - 1])
         out.append((p // n_files, p % n_files, d, np.sort(ta_sorted[a:b])))
+    return out
+
+
+BLOCK_FILES = 8
+"""Files whose pairs are collected from one inverted index at a time (bounds the memory)."""
+
+
+def _windowed_candidates(
+    fps: list[FileFingerprint], opts: RepeatOptions
+) -> list[tuple[int, int, int, np.ndarray]]:
+    """Candidates of every pair of files at most ``opts.window`` apart in the input order.
+
+    The files are taken in blocks of :data:`BLOCK_FILES`; each block's inverted index also
+    holds the ``window`` files before it, and only pairs whose later file is in the block are
+    kept: every pair is counted once, the index and the shared hashes in memory stay bounded by
+    a block, and the work grows linearly with the number of files."""
+    n = len(fps)
+    window = max(1, opts.window)
+    out = []
+    for b0 in range(0, n, BLOCK_FILES):
+        b1 = min(n, b0 + BLOCK_FILES)
+        lo = max(0, b0 - window)
+        index = InvertedIndex(fps[lo:b1])
+        fa, ta, fb, tb = index.shared_pairs(min_file_b=b0 - lo, max_file_gap=window)
+        del index
+        pairs = (fa + lo, ta, fb + lo, tb)
+        del fa, fb
+        out += _candidate_offsets(pairs, n, opts.min_votes, opts.top_offsets)
+        del pairs
+    out.sort(key=lambda c: -c[3].size)
     return out
 
 
@@ -138,8 +181,7 @@ def _match_seed(
 
 
 def pair_matches(fps: list[FileFingerprint], opts: RepeatOptions) -> list[PairMatch]:
-    index = InvertedIndex(fps)
-    candidates = _candidate_offsets(index, len(fps), opts.min_votes)
+    candidates = _windowed_candidates(fps, opts)
     gap = seconds_to_frames(8.0)
     found: dict[tuple[int, int], list[PairMatch]] = {}
     # per file: [start frame, stop frame, verified partners] of what is already matched; a seed

@@ -30,6 +30,12 @@ class RepeatOptions:
         min_votes: landmark hashes that must agree on one offset for a pair to be examined.
         max_partners: a stretch of a file already matched with this many other files is not
             matched again (keeps long series linear; the strongest candidates come first).
+        window: each file is compared with the files at most this many places before and
+            after it in the input order (episodes in series order): the cost grows linearly
+            with the series. Segments found in some files are then looked for in all the others
+            (:mod:`earmark.repeats.speed`), so an intro is found everywhere; a recap of an
+            episode more than ``window`` episodes back is not.
+        top_offsets: at most this many candidate offsets per pair of files.
         core_ber: a 1 s stretch with a mean BER below this is certainly the same audio.
         edge_ber: frames with a BER below this extend a segment at its edges (CUSUM level).
         max_ber: a match whose core has a higher mean BER is rejected.
@@ -47,6 +53,8 @@ class RepeatOptions:
     min_duration: float = 5.0
     min_votes: int = 12
     max_partners: int = 8
+    window: int = 12
+    top_offsets: int = 16
     core_ber: float = 0.42
     edge_ber: float = 0.46
     max_ber: float = 0.42

@@ -228,13 +228,15 @@ def template_edges(
 ) -> tuple[float, float]:
     """Move an edge of an occurrence out to where most partners put it, if the audio agrees.
 
-    Speech over the start or end of the music in one file can hide that edge from every
-    comparison of this file. The partners' own edges, mapped into this file, say where the
-    segment should start and end (their median); if that is up to 6 s further out and the mean
-    BER over the gap against the partners whose segment covers it is significantly below chance
-    (``0.5 - 0.055 / sqrt(gap seconds)``, 3 standard deviations of unrelated audio), the gap is
-    the same music under other sound and the edge moves. A shortened segment (chance-level BER
-    in the gap) keeps its own edge.
+    Speech over the start or end of the music in one file, or a louder bed under its quiet
+    opening bars, can hide that edge from every comparison of this file. The partners' own
+    edges, mapped into this file, say where the segment should start and end (their median);
+    if that is 1-8 s further out and the mean BER over the gap against the partners whose
+    segment covers it is :data:`GAP_Z` standard deviations below the BER of the same partner
+    frames against :data:`NULL_SPOTS` stretches of this file elsewhere (a permutation test:
+    it knows how far from 0.5 unrelated audio of these files goes), the gap is the same audio
+    under other sound and the edge moves. A shortened segment (chance-level BER in the gap)
+    keeps its own edge.
     """
     x = occ["file"]
     nx = fps[x].n_frames

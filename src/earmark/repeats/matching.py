@@ -2,28 +2,29 @@
 
 Method (see docs/repeats.md for the measurements behind each choice):
 
-1. **Fingerprints** (:mod:`earmark.repeats.fingerprint`): landmark hashes and 32-bit
-   sub-fingerprints every 32 ms for each file.
-2. **Candidate pairs from an inverted index**: every landmark hash shared by two files votes
-   for (file A, file B, time offset). Only pairs of files with many votes at one offset are
+1. **Fingerprints** (:mod:`earmark.repeats.fingerprint`): landmark hashes (and their spectral
+   peaks) and 32-bit sub-fingerprints every 32 ms for each file.
+2. **Candidate pairs from inverted indexes**: every landmark hash shared by two files votes
+   for (file A, file B, time offset). Files are compared with the ``window`` files before and
+   after them in the input order, one bounded index per block of files, so the cost grows
+   linearly with the series; at most ``top_offsets`` offsets per pair with many votes are
    looked at further; whole files are never compared pairwise.
-3. **Alignment**: votes at one offset are grouped into time runs (seeds); the offset is refined
-   to the frame, and the bit error rate (BER) of the aligned sub-fingerprints is computed
-   around the seed: same audio ~0.1-0.3, unrelated audio 0.5.
-4. **Boundaries**: the matched core is where the BER smoothed over 1 s stays below 0.35; each
-   edge is then moved to where the evidence ends, by maximising a CUSUM of ``0.46 - BER``:
-   frames that are only partly similar (music under speech) still count, frames at chance
-   level stop the segment. Boundaries are thus at frame precision (32 ms), not at a grid.
-5. **Clustering**: the two sides of every pair match are occurrences; overlapping occurrences
-   in one file are merged, and matches link them into clusters (one recurring segment each).
-   Each occurrence's boundaries come from its BER against all partners averaged (a partner
-   with a shortened intro does not cut it), extended to landmarks shared just outside an edge,
-   and moved to the partners' median edge when the gap is the same audio under other sound
-   (speech over the edge) rather than chance level (a shortened segment).
-6. **Kinds**: the largest cluster near the start of the episodes is the ``intro``, the largest
-   near the end the ``outro``; a segment early in some files and in the body of others is a
-   ``recap``; the rest is ``other``. Files of the series that lack the intro or outro are
-   reported as such.
+3. **Alignment** (:mod:`earmark.repeats.align`): votes at one offset are grouped into time
+   runs (seeds); the offset is refined to the frame, and the bit error rate (BER) of the
+   aligned sub-fingerprints is computed around the seed: same audio ~0.1-0.3 in the clear,
+   ~0.40-0.46 under a louder ambient bed, unrelated audio 0.5.
+4. **Boundaries**: the matched core is where the BER smoothed over 1 s stays below 0.42; each
+   edge is then moved to where the evidence ends, by maximising a CUSUM of ``0.46 - BER``.
+5. **Clustering** (:mod:`earmark.repeats.clusters`): the two sides of every pair match are
+   occurrences, linked into clusters; every occurrence is then compared with the clearest
+   occurrences of its cluster (offsets from a common time line), and its boundaries come from
+   its BER against all of them averaged, extended to landmarks two partners confirm, and
+   moved to the partners' median edge when a permutation test says the gap is their audio.
+6. **Kinds**: one per segment, the same in every file (see
+   :func:`earmark.repeats.clusters.assign_kinds`); snippets of a few seconds are ``other``.
+7. **Second pass** (:mod:`earmark.repeats.speed`): the intro and outro are looked for in the
+   files lacking them, at speeds 0.95-1.05; the speed found is reported; for files still
+   lacking them the best candidate's confidence is kept.
 """
 
 from __future__ import annotations

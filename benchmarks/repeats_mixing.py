@@ -429,27 +429,38 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--label", default="earmark", help="name of earmark's entry")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--no-chromaprint", action="store_true")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=15,
+        help="another seed builds another series (other "
+        "cold opens, bodies, snippet places); its entries are suffixed with _seed<n>",
+    )
     args = parser.parse_args(argv)
+    suffix = "" if args.seed == 15 else f"_seed{args.seed}"
     t = time.perf_counter()
-    series = build_mixing_series(DATA_DIR)
+    series = build_mixing_series(DATA_DIR.with_name(DATA_DIR.name + suffix), seed=args.seed)
     print(f"{len(series)} episodes built/reused in {time.perf_counter() - t:.0f} s")
     path = RESULTS_DIR / "repeats_mixing.json"
     old = json.loads(path.read_text()) if path.exists() else {}
     methods = old.get("methods", {})
+    plans = old.get("plans", {})
     entry = run_earmark_mixing(series, args.jobs)
     entry.update({"git_commit": _git_commit(), "load_average_at_start": os.getloadavg()})
-    methods[args.label] = entry
+    methods[args.label + suffix] = entry
     if not args.no_chromaprint and shutil.which("fpcalc"):
         cp = run_chromaprint_mixing(series, args.jobs)
         cp["load_average_at_start"] = os.getloadavg()
-        methods["chromaprint_intro_skipper"] = cp
+        methods["chromaprint_intro_skipper" + suffix] = cp
     for name, r in methods.items():
         print(_line(name, r))
     print(f"speed reported: {entry['pal_episode_speed']}")
+    plans[f"seed{args.seed}"] = [asdict(s) for _, s in series]
     results = {
         "series": "17 episodes: theme 0/3/6/12 dB over a different real bed each, dialogue over "
-        "6 s of it in 8, one PAL (+4.3 %), one without intro, 8 s outros, 3-6 s snippets",
-        "plan": [asdict(s) for _, s in series],
+        "6 s of it in 8, one PAL (+4.3 %), one without intro, 8 s outros, 3-6 s snippets; "
+        "entries without suffix: seed 15",
+        "plans": plans,
         "methods": methods,
     }
     print(f"results: {save_result('repeats_mixing', results)}")

@@ -28,7 +28,12 @@ def cmd_repeats(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if len(files) < 2:
         print("earmark: repeats needs at least two files (episodes)", file=sys.stderr)
         return 2
-    opts = RepeatOptions(min_duration=args.min_duration)
+    opts = RepeatOptions(
+        min_duration=args.min_duration,
+        theme_min_duration=args.theme_min_duration,
+        window=args.window,
+        find_speed=not args.no_speed,
+    )
     started = time.perf_counter()
 
     def show(name: str, done: int, total: int, seconds: float) -> None:
@@ -105,6 +110,16 @@ def summary_text(result: RepeatsResult) -> str:
     return "\n".join(lines)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``earmark repeats`` on the sub-command parsers of the main parser."""
     p = subparsers.add_parser(
@@ -119,6 +134,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="earmark-repeats", help="output folder")
     p.add_argument(
         "--min-duration", type=float, default=5.0, help="shortest segment reported, s (5)"
+    )
+    p.add_argument(
+        "--theme-min-duration",
+        type=float,
+        default=7.0,
+        help="shortest intro/outro/recap, s; shorter recurring snippets are 'other' (7)",
+    )
+    p.add_argument(
+        "--window",
+        type=_positive_int,
+        default=12,
+        help="compare each file with this many files before and after it in the input "
+        "order (12); give the episodes in series order",
+    )
+    p.add_argument(
+        "--no-speed",
+        action="store_true",
+        help="do not look for the intro/outro at other speeds (+-5 %%) in files lacking them",
     )
     p.add_argument("-j", "--jobs", type=int, help="files fingerprinted in parallel")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")

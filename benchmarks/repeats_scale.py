@@ -216,6 +216,9 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"size {n} failed")
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         r["load_average_at_start"] = load
+        r["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
         r["key"] = f"{n}x{args.minutes:g}min"
         runs[r["key"]] = r
         print(

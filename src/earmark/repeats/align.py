@@ -116,7 +116,10 @@ def delimit(
         return None
     overlap = [min(b, seed_hi) - max(a, seed_lo) for a, b in runs]
     a, b = runs[int(np.argmax(overlap))]
-    if max(overlap) <= 0 or (b - a) * HOP_SECONDS < min(opts.min_duration, 3.0):
+    # the core must be at least 3 s of frames below core_ber, bridged gaps not counted: a 2 s
+    # coincidence (a repeated sound effect) is not stretched into a segment by its neighbours
+    strong = int(np.count_nonzero(smooth[a:b] < opts.core_ber))
+    if max(overlap) <= 0 or strong * HOP_SECONDS < min(opts.min_duration, 3.0):
         return None
     core_ber = float(ber[a:b].mean())
     if core_ber > opts.max_ber:

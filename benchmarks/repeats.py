@@ -486,9 +486,12 @@ def _compare(lhs: np.ndarray, rhs: np.ndarray) -> tuple[tuple, tuple] | None:
     return tuple(la), tuple(ra)
 
 
-def run_chromaprint(series: list, window: str = "default", jobs: int = 2) -> dict:
-    """``window``: "default" = first 25 % of each episode, at most 10 min (intro-skipper's
-    defaults); "whole" = the whole episode."""
+def chromaprint_intros(
+    series: list, window: str = "default", jobs: int = 2
+) -> tuple[dict[str, tuple[float, float] | None], dict]:
+    """Intros found by the baseline per file, and its timings. ``window``: "default" = first
+    25 % of each episode, at most 10 min (intro-skipper's defaults); "whole" = the whole
+    episode."""
     from concurrent.futures import ThreadPoolExecutor
 
     t = time.perf_counter()
@@ -515,18 +518,23 @@ def run_chromaprint(series: list, window: str = "default", jobs: int = 2) -> dic
     cpu = _cpu_seconds() - cpu
     found = {str(p): intros.get(k) for k, (p, _) in enumerate(series)}
     audio = sum(s.duration for _, s in series)
+    timing = {
+        "window": window,
+        "wall_seconds": wall,
+        "fingerprint_seconds": t_fp,
+        "cpu_seconds": cpu,
+        "audio_seconds": audio,
+        "x_real_time": audio / wall,
+        "x_real_time_2_free_cores": audio / (cpu / 2),
+    }
+    return found, timing
+
+
+def run_chromaprint(series: list, window: str = "default", jobs: int = 2) -> dict:
+    """The baseline's intros scored (see :func:`chromaprint_intros` for ``window``)."""
+    found, timing = chromaprint_intros(series, window, jobs)
     score = _score(found, series)
-    score.update(
-        {
-            "window": window,
-            "wall_seconds": wall,
-            "fingerprint_seconds": t_fp,
-            "cpu_seconds": cpu,
-            "audio_seconds": audio,
-            "x_real_time": audio / wall,
-            "x_real_time_2_free_cores": audio / (cpu / 2),
-        }
-    )
+    score.update(timing)
     return score
 
 

@@ -105,7 +105,8 @@ def test_recap_of_previous_episode(series: list, result: RepeatsResult) -> None:
     assert here is not None
     assert abs(here.start - 0.0) < 0.5 and abs(here.end - spec.recap_end) < 0.5
     source = [o for o in recap.occurrences if o.file == str(prev_path)]
-    assert len(source) == 1 and source[0].kind == "other"
+    # one recurring segment, one kind in every file: the repeated scene is part of the recap
+    assert len(source) == 1 and source[0].kind == "recap"
     assert abs(source[0].start - spec.recap_from) < 0.5
 
 
@@ -117,7 +118,7 @@ def test_outputs(series: list, result: RepeatsResult, tmp_path: Path) -> None:
         (p.name, "intro") for p, s in series if s.intro_start is None
     ]
     events = read_events(written["events_csv"])
-    assert sorted({e.label for e in events}) == ["Intro", "Outro", "Recap", "Recurring"]
+    assert sorted({e.label for e in events}) == ["Intro", "Outro", "Recap"]
     assert len(events) == len(result.occurrences())
     data = json.loads(written["json"].read_text())
     assert len(data["files"]) == len(series)

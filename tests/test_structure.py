@@ -53,10 +53,9 @@ review routes; the custom wing reads the files it writes (``train --from-reviews
 imports it."""
 REVIEW_IMPORTERS = {"earmark.cli", "earmark.service.routes.review"}
 
-OVERSIZE = {
-    "earmark.repeats.matching": 700,
-}
-"""Modules still over 600 lines (issue 19 splits them) and the size they may not pass."""
+OVERSIZE: dict[str, int] = {}
+"""Modules allowed over 600 lines, with the size they may not pass (none now: issue 19 split
+the last ones)."""
 MAX_LINES = 600
 
 

@@ -2,7 +2,10 @@
 wing. It uses the core (decoding, outputs) and nothing uses it but the command line.
 
 * :mod:`.fingerprint`: landmark hashes and sub-fingerprints of a file;
-* :mod:`.matching`: candidate pairs, alignment, boundaries, clustering, kinds;
+* :mod:`.matching`: candidate pairs from inverted indexes, pair matches, the API;
+* :mod:`.align`: aligned bit error curves, matched stretches and their edges;
+* :mod:`.clusters`: clusters of occurrences, their boundaries, kinds;
+* :mod:`.speed`: the second pass (segments in files lacking them, at other speeds);
 * :mod:`.results`: what is found (occurrences, segments, the run's result);
 * :mod:`.outputs`: tables, chapter files, edit decision lists, events;
 * :mod:`.cli`: ``earmark repeats``.

@@ -11,9 +11,9 @@ from typing import Any
 
 from earmark.repeats.matching import find_repeats
 from earmark.repeats.outputs import write_repeats
-from earmark.repeats.results import RepeatOptions
+from earmark.repeats.results import FileStatus, RepeatOptions, RepeatsResult
 
-__all__ = ["add_parser", "cmd_repeats"]
+__all__ = ["add_parser", "cmd_repeats", "file_line", "summary_text"]
 
 
 def cmd_repeats(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -28,7 +28,12 @@ def cmd_repeats(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if len(files) < 2:
         print("earmark: repeats needs at least two files (episodes)", file=sys.stderr)
         return 2
-    opts = RepeatOptions(min_duration=args.min_duration)
+    opts = RepeatOptions(
+        min_duration=args.min_duration,
+        theme_min_duration=args.theme_min_duration,
+        window=args.window,
+        find_speed=not args.no_speed,
+    )
     started = time.perf_counter()
 
     def show(name: str, done: int, total: int, seconds: float) -> None:
@@ -58,18 +63,7 @@ def cmd_repeats(args: argparse.Namespace, argv: Sequence[str]) -> int:
         )
         sys.stdout.write("\n")
     elif not args.quiet:
-        for s in result.segments:
-            print(
-                f"segment {s.id} ({s.kind}): {len(s.files)} of {len(result.files)} files, "
-                f"median {s.median_duration:.1f} s"
-                + (f"; absent from {len(s.missing)}" if s.missing else "")
-            )
-        for f in result.files:
-            occ = result.occurrences(f.file)
-            parts = [f"{o.kind} {o.start:.2f}-{o.end:.2f} ({o.confidence:.2f})" for o in occ]
-            absent = [s.kind for s in result.segments if f.file in s.missing]
-            parts += [f"no {k}" for k in absent]
-            print(f"{f.file}: " + ("; ".join(parts) if parts else f.status))
+        print(summary_text(result))
         t = result.timings
         print(
             f"\n{len(result.files)} files, {t['audio_seconds'] / 60:.1f} min of audio in "
@@ -79,6 +73,51 @@ def cmd_repeats(args: argparse.Namespace, argv: Sequence[str]) -> int:
     for f in failed:
         print(f"earmark: FAILED: {f.error}", file=sys.stderr)
     return 1 if failed or unreadable else 0
+
+
+def file_line(result: RepeatsResult, f: FileStatus) -> str:
+    """One file's line of the console summary: its segments, what it lacks, its speed."""
+    if f.status == "failed":
+        return f"{f.file}: FAILED ({f.error})"
+    parts = [
+        f"{o.kind} {o.start:.2f}-{o.end:.2f} ({o.confidence:.2f})"
+        for o in result.occurrences(f.file)
+    ]
+    for kind, confidence in result.not_found(f.file):
+        parts.append(
+            f"no {kind} found"
+            + ("" if confidence is None else f" (best candidate confidence {confidence:.2f})")
+        )
+    if f.speed is not None and abs(f.speed - 1.0) > 0.002:
+        parts.append(f"speed x{f.speed:.3f} of the series ({(f.speed - 1) * 100:+.1f} %)")
+    return f"{f.file}: " + "; ".join(parts)
+
+
+def summary_text(result: RepeatsResult) -> str:
+    """The console summary: the series (how many files share each segment), then per file."""
+    n = len(result.files)
+    lines = []
+    for s in result.segments:
+        line = f"segment {s.id} ({s.kind}): {len(s.files)} of {n} files"
+        line += f", median {s.median_duration:.1f} s"
+        if s.missing:
+            line += f"; not found in {len(s.missing)}"
+        lines.append(line)
+    for kind in ("intro", "outro"):
+        if result.segment(kind) is None:
+            lines.append(f"no {kind} found in the series")
+    lines += [file_line(result, f) for f in result.files]
+    return "\n".join(lines)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -95,6 +134,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="earmark-repeats", help="output folder")
     p.add_argument(
         "--min-duration", type=float, default=5.0, help="shortest segment reported, s (5)"
+    )
+    p.add_argument(
+        "--theme-min-duration",
+        type=float,
+        default=7.0,
+        help="shortest intro/outro/recap, s; shorter recurring snippets are 'other' (7)",
+    )
+    p.add_argument(
+        "--window",
+        type=_positive_int,
+        default=12,
+        help="compare each file with this many files before and after it in the input "
+        "order (12); give the episodes in series order",
+    )
+    p.add_argument(
+        "--no-speed",
+        action="store_true",
+        help="do not look for the intro/outro at other speeds (+-5 %%) in files lacking them",
     )
     p.add_argument("-j", "--jobs", type=int, help="files fingerprinted in parallel")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")

@@ -39,6 +39,7 @@ __all__ = [
     "fingerprint_file",
     "fingerprint_waveform",
     "frame_time",
+    "landmark_hashes",
 ]
 
 FINGERPRINT_SAMPLE_RATE = 8000
@@ -91,6 +92,8 @@ class FileFingerprint:
         hashes: ``(n,)`` uint32 landmark hashes.
         hash_frames: ``(n,)`` int32 frame of each hash's anchor peak.
         warnings: problems met while decoding (the audio was still usable).
+        peak_frames, peak_bins: ``(m,)`` int32 frame and FFT bin of the spectral peaks the
+            hashes are made of (re-hashed at other speeds by :mod:`earmark.repeats.speed`).
     """
 
     path: str
@@ -100,6 +103,8 @@ class FileFingerprint:
     hashes: np.ndarray
     hash_frames: np.ndarray
     warnings: list[str] = field(default_factory=list)
+    peak_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    peak_bins: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
     @property
     def n_frames(self) -> int:
@@ -175,8 +180,9 @@ def _peaks(logp: np.ndarray, first: int, keep: slice) -> tuple[np.ndarray, np.nd
     return (t[order] + first).astype(np.int32), (f[order] + _PEAK_BIN_LO).astype(np.int32)
 
 
-def _landmarks(t: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Hashes and anchor frames of peak pairs: each peak with its next FAN_OUT neighbours."""
+def landmark_hashes(t: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes and anchor frames of peak pairs: each peak (frame ``t``, bin ``f``, sorted by
+    frame then bin) with its next FAN_OUT neighbours; hashes sorted by anchor frame."""
     n = t.size
     if n < 2:
         return np.zeros(0, np.uint32), np.zeros(0, np.int32)
@@ -275,7 +281,7 @@ class _Builder:
         bands = np.concatenate(self.bands) if self.bands else np.zeros((0, SUB_BANDS), np.float32)
         t = np.concatenate(self.peak_t) if self.peak_t else np.zeros(0, np.int32)
         f = np.concatenate(self.peak_f) if self.peak_f else np.zeros(0, np.int32)
-        hashes, hash_frames = _landmarks(t, f)
+        hashes, hash_frames = landmark_hashes(t, f)
         return FileFingerprint(
             path=name,
             duration=n / FINGERPRINT_SAMPLE_RATE,
@@ -283,6 +289,8 @@ class _Builder:
             loudness=np.concatenate(self.loud) if self.loud else np.zeros(0, np.float32),
             hashes=hashes,
             hash_frames=hash_frames,
+            peak_frames=t.astype(np.int32),
+            peak_bins=f.astype(np.int32),
         )
 
 
@@ -334,13 +342,22 @@ class InvertedIndex:
         self.n_files = len(fingerprints)
 
     def shared_pairs(
-        self, max_bucket: int | None = None
+        self,
+        max_bucket: int | None = None,
+        max_neighbours: int | None = 16,
+        min_file_b: int = 0,
+        max_file_gap: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Every pair of entries with equal hashes in two different files.
+        """Pairs of entries with equal hashes in two different files.
 
         Hashes found more than ``max_bucket`` times in all (stationary tones, silence) are
-        skipped: they place nothing. Returns ``(file_a, frame_a, file_b, frame_b)`` with
-        ``file_a < file_b``.
+        skipped: they place nothing. Within a hash, entries are in file order and each is
+        paired with its next ``max_neighbours`` entries only (None: with all): a theme shared
+        by all ``n`` files of a series then gives each file votes with its neighbours in the
+        series, ``O(n)`` pairs instead of ``O(n^2)``, which is all that clustering needs.
+        Only pairs with ``file_b >= min_file_b`` and ``file_b - file_a <= max_file_gap`` are
+        returned (filtered as they are formed: memory holds only those).
+        Returns ``(file_a, frame_a, file_b, frame_b)`` with ``file_a < file_b``.
         """
         h = self.hashes
         if h.size == 0:
@@ -368,8 +385,12 @@ class InvertedIndex:
             fa, fb = files[idx], files[j]
             diff = fa != fb
             swap = fa > fb
-            a_file = np.where(swap, fb, fa)[diff]
-            b_file = np.where(swap, fa, fb)[diff]
+            a_file = np.where(swap, fb, fa)
+            b_file = np.where(swap, fa, fb)
+            diff &= b_file >= min_file_b
+            if max_file_gap is not None:
+                diff &= b_file - a_file <= max_file_gap
+            a_file, b_file = a_file[diff], b_file[diff]
             a_t = np.where(swap, frames[j], frames[idx])[diff]
             b_t = np.where(swap, frames[idx], frames[j])[diff]
             out_fa.append(a_file)
@@ -377,6 +398,8 @@ class InvertedIndex:
             out_ta.append(a_t)
             out_tb.append(b_t)
             k += 1
+            if max_neighbours is not None and k > max_neighbours:
+                break
         if not out_fa:
             empty = np.zeros(0, np.int32)
             return empty, empty, empty, empty

@@ -6,7 +6,8 @@ Written into an output folder (every file atomically, see :mod:`earmark.outputs`
 ``repeats.json``                  the whole run: per file its segments and what it lacks, the
                                   recurring segments with their occurrences, timings, options
 ``repeats.csv``                   one row per file and recurring segment: ``found`` with start,
-                                  end, confidence and the files sharing it, or ``absent``
+                                  end, confidence and the files sharing it, or ``absent`` (with
+                                  the confidence of the best candidate that was rejected)
 ``events.csv/.json/.tsv``         the occurrences as earmark events (label ``Intro``,
                                   ``Outro``, ``Recap``, ``Recurring``; peak = confidence), so
                                   they can be merged with detected sound events in a report
@@ -97,8 +98,10 @@ def repeats_csv(result: RepeatsResult) -> str:
                 ]
             )
         for s in result.segments:
-            if f.file in s.missing:
-                writer.writerow([f.file, s.id, s.kind, "absent", "", "", "", "", "", ""])
+            if f.file in s.missing:  # confidence: of the best candidate, rejected
+                best = s.candidates.get(f.file)
+                confidence = "" if best is None else f"{best:.4f}"
+                writer.writerow([f.file, s.id, s.kind, "absent", "", "", "", confidence, "", ""])
         if f.status == "failed":
             writer.writerow([f.file, "", "", "failed", "", "", "", "", "", f.error or ""])
     return buffer.getvalue()

@@ -30,6 +30,12 @@ class RepeatOptions:
         min_votes: landmark hashes that must agree on one offset for a pair to be examined.
         max_partners: a stretch of a file already matched with this many other files is not
             matched again (keeps long series linear; the strongest candidates come first).
+        window: each file is compared with the files at most this many places before and
+            after it in the input order (episodes in series order): the cost grows linearly
+            with the series. Segments found in some files are then looked for in all the others
+            (:mod:`earmark.repeats.speed`), so an intro is found everywhere; a recap of an
+            episode more than ``window`` episodes back is not.
+        top_offsets: at most this many candidate offsets per pair of files.
         core_ber: a 1 s stretch with a mean BER below this is certainly the same audio.
         edge_ber: frames with a BER below this extend a segment at its edges (CUSUM level).
         max_ber: a match whose core has a higher mean BER is rejected.
@@ -38,19 +44,27 @@ class RepeatOptions:
         intro_max_start: ... or within this many seconds from the start.
         outro_region: an outro ends in the last share of the episode ...
         outro_max_tail: ... or within this many seconds of the end.
+        theme_min_duration: an intro, outro or recap lasts at least this long (seconds);
+            shorter recurring snippets (a repeated line, a sound effect) are ``other``.
+        find_speed: look for the intro/outro in the files lacking them at speeds within
+            +-5 % (:mod:`earmark.repeats.speed`).
     """
 
     min_duration: float = 5.0
     min_votes: int = 12
     max_partners: int = 8
-    core_ber: float = 0.35
+    window: int = 12
+    top_offsets: int = 16
+    core_ber: float = 0.42
     edge_ber: float = 0.46
-    max_ber: float = 0.32
+    max_ber: float = 0.42
     max_gap: float = 3.0
     intro_region: float = 0.35
     intro_max_start: float = 600.0
     outro_region: float = 0.25
     outro_max_tail: float = 300.0
+    theme_min_duration: float = 7.0
+    find_speed: bool = True
 
 
 @dataclass
@@ -88,6 +102,8 @@ class Occurrence:
         shared_with: the other files that contain this segment.
         start_spread, end_spread: interquartile range of the start and end estimated against
             each partner (seconds); large values mean an uncertain boundary.
+        speed: how much faster this file plays the segment than the series (1.043: a PAL
+            transfer of a 24 fps film; found by :mod:`earmark.repeats.speed`).
     """
 
     file: str
@@ -100,6 +116,7 @@ class Occurrence:
     shared_with: list[str]
     start_spread: float = 0.0
     end_spread: float = 0.0
+    speed: float = 1.0
 
     @property
     def duration(self) -> float:
@@ -119,18 +136,24 @@ class Occurrence:
             "ber": round(self.ber, 4),
             "start_spread": round(self.start_spread, 3),
             "end_spread": round(self.end_spread, 3),
+            "speed": round(self.speed, 4),
             "shared_with": list(self.shared_with),
         }
 
 
 @dataclass
 class Segment:
-    """A recurring segment (cluster): its kind, occurrences and the files that lack it."""
+    """A recurring segment (cluster): its kind, occurrences and the files that lack it.
+
+    ``candidates``: for each file lacking an intro/outro, the confidence of the best candidate
+    that was rejected (0..1, same scale as :attr:`Occurrence.confidence`).
+    """
 
     id: int
     kind: str
     occurrences: list[Occurrence]
     missing: list[str]
+    candidates: dict[str, float] = field(default_factory=dict)
 
     @property
     def files(self) -> list[str]:
@@ -151,6 +174,7 @@ class Segment:
             "median_duration": round(self.median_duration, 3),
             "occurrences": [o.to_dict() for o in self.occurrences],
             "missing": list(self.missing),
+            "best_candidates": {f: round(c, 4) for f, c in self.candidates.items()},
         }
 
 
@@ -164,6 +188,7 @@ class FileStatus:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    speed: float | None = None  # relative to the series, when a segment was found in it
 
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly dict."""
@@ -171,6 +196,7 @@ class FileStatus:
             "file": self.file,
             "status": self.status,
             "duration": round(self.duration, 3),
+            "speed": None if self.speed is None else round(self.speed, 4),
             "error": self.error,
             "warnings": list(self.warnings),
             "processing_seconds": round(self.seconds, 3),
@@ -197,6 +223,45 @@ class RepeatsResult:
         """The (first) recurring segment of this kind, if any."""
         return next((s for s in self.segments if s.kind == kind), None)
 
+    def not_found(self, file: str) -> list[tuple[str, float | None]]:
+        """``(kind, best candidate confidence)`` of the intro/outro this file lacks; confidence
+        None when the series has no such segment at all."""
+        out: list[tuple[str, float | None]] = []
+        for kind in ("intro", "outro"):
+            s = self.segment(kind)
+            if s is None:
+                out.append((kind, None))
+            elif file in s.missing:
+                out.append((kind, s.candidates.get(file, 0.0)))
+        return out
+
+    def summary(self) -> dict[str, object]:
+        """The series at a glance: per segment how many files share it; files lacking the
+        intro/outro; files at another speed."""
+        ok = [f for f in self.files if f.status != "failed"]
+        lacking = {f.file: [k for k, _ in self.not_found(f.file)] for f in ok}
+        return {
+            "files": len(self.files),
+            "decoded": len(ok),
+            "segments": [
+                {
+                    "id": s.id,
+                    "kind": s.kind,
+                    "files": len(s.files),
+                    "median_duration": round(s.median_duration, 3),
+                    "missing": len(s.missing),
+                }
+                for s in self.segments
+            ],
+            "no_intro": [f for f, kinds in lacking.items() if "intro" in kinds],
+            "no_outro": [f for f, kinds in lacking.items() if "outro" in kinds],
+            "other_speed": {
+                f.file: round(f.speed, 4)
+                for f in ok
+                if f.speed is not None and abs(f.speed - 1.0) > 0.002
+            },
+        }
+
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly dict of the whole run."""
         per_file = []
@@ -205,10 +270,20 @@ class RepeatsResult:
             absent = [
                 {"segment": s.id, "kind": s.kind} for s in self.segments if f.file in s.missing
             ]
+            not_found = [
+                {"kind": k, "best_candidate_confidence": None if c is None else round(c, 4)}
+                for k, c in (self.not_found(f.file) if f.status != "failed" else [])
+            ]
             per_file.append(
-                {**f.to_dict(), "segments": [o.to_dict() for o in occ], "absent": absent}
+                {
+                    **f.to_dict(),
+                    "segments": [o.to_dict() for o in occ],
+                    "absent": absent,
+                    "not_found": not_found,
+                }
             )
         return {
+            "summary": self.summary(),
             "files": per_file,
             "segments": [s.to_dict() for s in self.segments],
             "timings": {k: round(v, 3) for k, v in self.timings.items()},

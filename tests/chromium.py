@@ -4,6 +4,7 @@
 
     dom = dump_dom(path)                      # the DOM after scripts ran, as HTML text
     png = screenshot(path, out_png, width=1280, height=2000)
+    with chromium_page(viewport={...}) as page:  # a Playwright page, to drive with keys/mouse
 
 Chromium runs with a throw-away profile, no network services, no GPU, no sandbox (tests run as
 root in CI). :func:`chromium_binary` returns the executable or fails (under ``CI=true``) /
@@ -15,6 +16,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from needs import missing
@@ -41,6 +44,24 @@ def chromium_binary() -> str:
         if found:
             return found
     missing("headless Chromium not found (Debian package 'chromium'; make test installs it)")
+
+
+@contextmanager
+def chromium_page(**options: object) -> Iterator:
+    """A page of Chromium driven by Playwright (headless, no network services); ``options``
+    go to ``browser.new_page`` (e.g. ``viewport``)."""
+    binary = chromium_binary()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=binary,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield browser.new_page(**options)
+        finally:
+            browser.close()
 
 
 def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from needs import missing
+from chromium import chromium_page
 from review_fixtures import detected_run, review_run  # noqa: F401  (fixtures)
 
 from earmark.custom.strong_labels import read_label_file
@@ -19,7 +19,6 @@ from earmark.review.run import load_run
 from earmark.review.server import ReviewApp, make_server
 from earmark.review.store import ReviewStore
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "review"
 
 
@@ -38,19 +37,8 @@ def served(review_run: Path) -> Iterator[str]:
 
 @pytest.fixture
 def page() -> Iterator:
-    if not Path(CHROMIUM).exists():
-        missing(f"{CHROMIUM} not found (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield browser.new_page(viewport={"width": 1280, "height": 900})
-        finally:
-            browser.close()
+    with chromium_page(viewport={"width": 1280, "height": 900}) as browser_page:
+        yield browser_page
 
 
 def current(page) -> str:

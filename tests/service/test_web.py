@@ -3,36 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from needs import missing
+from chromium import chromium_page
 from servers import Server, stop, wait_job
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = "/usr/bin/chromium"
-
-
-@contextmanager
-def chromium_page(**options: object) -> Iterator:
-    """A page of Debian's Chromium driven by Playwright (headless, no network services)."""
-    if not Path(CHROMIUM).exists():
-        missing(f"{CHROMIUM} not found (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield browser.new_page(**options)
-        finally:
-            browser.close()
 
 
 def embedded_env(storage: Path, model_dir: Path, **extra: str) -> dict[str, str]:

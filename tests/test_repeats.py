@@ -10,24 +10,21 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from earmark import cli
+from earmark.evaluation.series import build_series
 from earmark.outputs import read_events
 from earmark.repeats import RepeatsResult, find_repeats, write_repeats
 
 
 @pytest.fixture(scope="session")
 def series(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list:
-    os.environ.setdefault("EARMARK_SHARED", str(shared_dir))
-    from benchmarks.repeats import build_series
-
     out = tmp_path_factory.mktemp("series")
-    return build_series(out, 5, seed=3, body_seconds=(50, 90), recap_at=4)
+    return build_series(out, 5, shared_dir, seed=3, body_seconds=(50, 90), recap_at=4)
 
 
 @pytest.fixture(scope="session")

@@ -10,24 +10,21 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from earmark import cli
+from earmark.evaluation.series_mixing import build_mixing_series
 from earmark.repeats import RepeatsResult, find_repeats, find_repeats_in_fingerprints
 
 
 @pytest.fixture(scope="module")
 def series(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list:
-    os.environ.setdefault("EARMARK_SHARED", str(shared_dir))
-    from benchmarks.repeats_mixing import build_mixing_series
-
     out = tmp_path_factory.mktemp("mixing")
     return build_mixing_series(
-        out, 2, seed=7, levels=(6.0, 3.0), pal_at=2, body_seconds=(45.0, 70.0)
+        out, shared_dir, 2, seed=7, levels=(6.0, 3.0), pal_at=2, body_seconds=(45.0, 70.0)
     )
 
 
